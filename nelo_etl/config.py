@@ -1,0 +1,168 @@
+"""Settings: ``config.json`` validated at start, secrets from the environment or ``.env``.
+
+Every entry script takes ``--config PATH`` and honours ``ETL_CONFIG``; relative paths resolve
+against the folder of the config file, so a run behaves the same from any working directory.
+A bad config (unknown key, wrong type, missing folder) is a :class:`ConfigError`, which the
+scripts report as one line and exit code 2 before anything is touched.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "config.json"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message is one line for a human."""
+
+
+class QueueSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    region: str = Field("us-east-1", description="AWS region of the queue")
+    endpoint_url: Optional[str] = Field(
+        None, description="SQS endpoint (a local server); AWS_ENDPOINT_URL in the environment wins")
+    wait_time_seconds: int = Field(20, ge=0, le=20, description="long-poll wait per ReceiveMessage call")
+    visibility_timeout_seconds: int = Field(
+        300, ge=0, description="how long a received message stays hidden from other consumers")
+    max_messages_per_run: int = Field(50_000, ge=1, description="stop polling after this many messages")
+    max_seconds_per_run: float = Field(600.0, gt=0, description="stop polling after this many seconds")
+
+
+class Settings(BaseModel):
+    """The keys of config.json. README's configuration table lists them with their defaults."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    staging_dir: str = Field("staging", description="batch files waiting to be loaded")
+    processed_dir: str = Field("processed", description="batch files loaded and committed")
+    archive_dir: str = Field("archive", description="an immutable copy of every batch file")
+    dead_letter_dir: str = Field("dead_letter", description="rejected messages, one JSONL file per batch")
+    database_path: str = Field("warehouse/nelo.duckdb", description="the DuckDB warehouse (its folder must exist)")
+    work_dir: str = Field("work", description="etl.py's raw file, lock and message cache (created if missing)")
+    log_dir: str = Field("logs", description="rotating log files (created if missing)")
+    queue: QueueSettings = Field(default_factory=QueueSettings, description="the SQS queue (nested object)")
+    message_cache_ttl_seconds: int = Field(
+        14 * 24 * 3600, ge=0, description="how long a MessageId is remembered as written (the queue's retention)")
+    db_lock_timeout_seconds: float = Field(
+        60.0, ge=0, description="how long to retry when another process holds the database")
+    session_timeout_minutes: float = Field(30.0, gt=0, description="a gap longer than this starts a new session")
+    attribution_window_minutes: float = Field(
+        30.0, gt=0, description="how far back a list impression can take credit for a view, checkout or purchase")
+    high_value_cart_usd: float = Field(500.0, ge=0, description="an abandoned cart above this is high value")
+    current_campaign_days: float = Field(
+        7.0, ge=0, description="a campaign is current if its last event is this close to the as-of time")
+    experiment_pattern: str = Field("NELO_XP_", min_length=1, description="discount codes containing this are experiment arms")
+
+
+#: Settings that name folders which must already exist (the data folders are part of the layout).
+REQUIRED_DIRS = ("staging_dir", "processed_dir", "archive_dir", "dead_letter_dir")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings with every path made absolute."""
+
+    path: Path
+    settings: Settings
+    staging_dir: Path
+    processed_dir: Path
+    archive_dir: Path
+    dead_letter_dir: Path
+    database_path: Path
+    work_dir: Path
+    log_dir: Path
+
+    def __getattr__(self, name: str) -> Any:
+        # Non-path settings read straight through: cfg.session_timeout_minutes, cfg.queue, ...
+        return getattr(self.settings, name)
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """``--config`` if given, else ``ETL_CONFIG``, else config.json beside the scripts."""
+    chosen = explicit or os.environ.get("ETL_CONFIG") or DEFAULT_CONFIG
+    return Path(chosen).expanduser().resolve()
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Read, validate and resolve the configuration. Raises ConfigError with a one-line message."""
+    path = resolve_config_path(explicit)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a JSON object")
+    raw.pop("$comment", None)   # a free-text note in the file is allowed
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_one_line(exc)}") from None
+    base = path.parent
+
+    def resolve(value: str) -> Path:
+        return (base / Path(value).expanduser()).resolve()
+
+    resolved = {name: resolve(getattr(settings, name)) for name in (
+        "staging_dir", "processed_dir", "archive_dir", "dead_letter_dir", "database_path", "work_dir", "log_dir")}
+    for name in REQUIRED_DIRS:
+        if not resolved[name].is_dir():
+            raise ConfigError(f"{path}: {name}: folder does not exist: {resolved[name]}")
+    if not resolved["database_path"].parent.is_dir():
+        raise ConfigError(f"{path}: database_path: folder does not exist: {resolved['database_path'].parent}")
+    return Config(path=path, settings=settings, **resolved)
+
+
+def _one_line(exc: ValidationError) -> str:
+    """The first validation error as ``key.sub: message (got value)``."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {where!r}"
+    got = err.get("input")
+    shown = json.dumps(got)[:60] if isinstance(got, (str, int, float, bool, type(None))) else type(got).__name__
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {err['msg'].lower()} (got {shown}){more}"
+
+
+def load_env(config: Config | None = None) -> None:
+    """Load ``.env`` (beside the config file, then the working directory) without overriding
+    variables already set: the real environment always wins."""
+    from dotenv import load_dotenv
+
+    candidates = [config.path.parent / ".env"] if config else []
+    candidates.append(Path.cwd() / ".env")
+    for candidate in candidates:
+        if candidate.is_file():
+            load_dotenv(candidate, override=False)
+
+
+def settings_table() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, meaning) for every setting, nested ones as ``queue.key``; README's table."""
+    rows = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name}.")
+                continue
+            default = info.get_default(call_default_factory=True)
+            type_name = getattr(annotation, "__name__", str(annotation)).replace("Optional", "")
+            if str(annotation).startswith("typing.Optional"):
+                type_name = str(annotation).replace("typing.Optional[", "").rstrip("]") + " or null"
+            rows.append((prefix + name, type_name, json.dumps(default), info.description or ""))
+
+    walk(Settings, "")
+    return rows

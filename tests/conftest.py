@@ -1,0 +1,53 @@
+"""Shared fixtures: the contract's samples, scratch project folders with their own config."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACT = Path(os.environ.get("NELO_CONTRACT_DIR", ROOT.parent / "shared" / "contract"))
+SAMPLES = CONTRACT / "samples.jsonl"
+
+
+@pytest.fixture(scope="session")
+def samples_path() -> Path:
+    assert SAMPLES.is_file(), f"the contract's samples are missing: {SAMPLES} (set NELO_CONTRACT_DIR)"
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def sample_lines(samples_path: Path) -> list[str]:
+    """The twelve sample messages; sample N is sample_lines[N - 1]."""
+    lines = [line for line in samples_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(lines) == 12
+    return lines
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A scratch project: the data folders and a config.json whose paths are relative to it."""
+    for name in ("staging", "processed", "archive", "dead_letter", "warehouse"):
+        (tmp_path / name).mkdir()
+    cfg = json.loads((ROOT / "config.json").read_text(encoding="utf-8"))
+    cfg["queue"]["wait_time_seconds"] = 1
+    (tmp_path / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    return tmp_path
+
+
+def write_config(project: Path, **changes: object) -> Path:
+    """Rewrite the scratch project's config.json with top-level ``changes``; returns its path."""
+    path = project / "config.json"
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    cfg.update(changes)
+    path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    return path
+
+
+def copy_samples(dest: Path, name: str = "processing_batch_20251017T155740_samples.jsonl") -> Path:
+    target = dest / name
+    shutil.copyfile(SAMPLES, target)
+    return target
