@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.handlers
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -71,6 +72,8 @@ def run(main: Callable[[argparse.Namespace, Config], int], parser: argparse.Argu
     """Parse args, load and validate the config, set up logging, run ``main``; map failures to
     exit codes with exactly one line on stderr."""
     args = parser.parse_args(argv)
+    # Batch files, dead letters and the database hold user ids: owner-only from the start.
+    os.umask(0o077)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:

@@ -51,3 +51,26 @@ def copy_samples(dest: Path, name: str = "processing_batch_20251017T155740_sampl
     target = dest / name
     shutil.copyfile(SAMPLES, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One moto SQS server for the session; each test makes its own queue."""
+    from .sqs_server import MotoServer
+
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def queue(moto_server, request):
+    """A fresh queue on the shared server: (client, queue URL)."""
+    import re as _re
+    import uuid as _uuid
+
+    sqs = moto_server.client()
+    name = _re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name)[:60] + "-" + _uuid.uuid4().hex[:6]
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    yield sqs, url
+    sqs.delete_queue(QueueUrl=url)

@@ -1,0 +1,1 @@
+"""Nelo Growth Analytics pipeline: the code the entry scripts share."""
