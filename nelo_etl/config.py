@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -51,6 +51,8 @@ class Settings(BaseModel):
     queue: QueueSettings = Field(default_factory=QueueSettings, description="the SQS queue (nested object)")
     message_cache_ttl_seconds: int = Field(
         14 * 24 * 3600, ge=0, description="how long a MessageId is remembered as written (the queue's retention)")
+    parser: Literal["python", "duckdb"] = Field(
+        "python", description="how staging parses batch files: the Python contract parser, or DuckDB SQL with the Python parser for the lines it cannot vouch for (same rows; see README)")
     db_lock_timeout_seconds: float = Field(
         60.0, ge=0, description="how long to retry when another process holds the database")
     session_timeout_minutes: float = Field(30.0, gt=0, description="a gap longer than this starts a new session")
@@ -160,6 +162,8 @@ def settings_table() -> list[tuple[str, str, str, str]]:
                 continue
             default = info.get_default(call_default_factory=True)
             type_name = getattr(annotation, "__name__", str(annotation)).replace("Optional", "")
+            if type_name == "Literal":
+                type_name = " or ".join(json.dumps(a) for a in annotation.__args__)
             if str(annotation).startswith("typing.Optional"):
                 type_name = str(annotation).replace("typing.Optional[", "").rstrip("]") + " or null"
             rows.append((prefix + name, type_name, json.dumps(default), info.description or ""))

@@ -153,8 +153,17 @@ def parse_number(raw: Any, what: str) -> float | None:
     return value
 
 
+_INTEGER_RE = re.compile(r"\s*-?\d+\s*")
+
+
 def parse_integer(raw: Any, what: str) -> int | None:
-    """A whole number, written as ``4``, ``4.0`` or ``1.0E1``; a fraction is rejected."""
+    """A whole number, written as ``4``, ``4.0`` or ``1.0E1``; a fraction is rejected.
+    Plain digits are read exactly (no detour through a float)."""
+    if isinstance(raw, str) and _INTEGER_RE.fullmatch(raw) and raw.isascii():
+        value = int(raw)
+        if abs(value) > 2**62:
+            raise RejectedMessage(f"bad_item_value:{what}", "out of range")
+        return value
     value = parse_number(raw, what)
     if value is None:
         return None
@@ -301,12 +310,15 @@ def parse_items(items_raw: str, experiment_pattern: str = "NELO_XP_") -> list[Pa
         item = ParsedItem(item_index=index, values=values)
         in_stock = params.get("in_stock")
         if in_stock is not None:
-            if in_stock.strip().lower() in ("true", "false"):
-                item.is_in_stock = in_stock.strip().lower() == "true"
+            flag = in_stock.strip().lower()
+            if flag in ("true", "false"):
+                item.is_in_stock = flag == "true"
             else:
-                item.is_in_stock = parse_number(in_stock, "in_stock") != 0
+                number = parse_number(in_stock, "in_stock")
+                item.is_in_stock = None if number is None else number != 0
+        discounts = params.get("discounts")
         item.discount_codes, item.campaign_codes, item.experiment_arms = split_codes(
-            params.get("discounts"), experiment_pattern)
+            None if discounts is None else _null(discounts), experiment_pattern)
         item.discount_value = parse_number(params.get("discountt"), "discountt")
         item.total_price = parse_number(params.get("totalPrice"), "totalPrice")
         item.installments = parse_integer(params.get("number_of_installments"), "number_of_installments")

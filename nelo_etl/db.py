@@ -1,0 +1,63 @@
+"""Opening the warehouse: read-write only for a transaction's span, with a bounded wait."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from .sql import SQL_DIR, read_sql, strip_comments
+
+log = logging.getLogger("nelo_etl.db")
+
+DDL_ORDER = ("stg_events", "dead_letter_messages", "etl_batches")
+
+
+class DatabaseBusy(Exception):
+    """Another process holds the database file."""
+
+
+def connect(path: Path, timeout_s: float, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file, retrying while another process holds its lock (DuckDB does not wait)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.1
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                holder = re.search(r"\(PID (\d+)\)", str(exc))
+                who = f"process {holder.group(1)}" if holder else "another process"
+                raise DatabaseBusy(f"database {path} is held by {who}; gave up after {timeout_s:.0f} s "
+                                   f"(analysts should use the published read-only copy)") from None
+            log.info("database busy, retrying: %s", str(exc).splitlines()[0])
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT, or ROLLBACK on any error. DuckDB's COMMIT after a failed statement
+    silently rolls back, so errors are never swallowed inside: they propagate here."""
+    con.execute("BEGIN TRANSACTION").fetchall()
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK").fetchall()
+        raise
+    con.execute("COMMIT").fetchall()
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the staging and ops tables if missing (idempotent DDL from sql/ddl/)."""
+    for name in DDL_ORDER:
+        text = strip_comments(read_sql(SQL_DIR / "ddl" / f"{name}.sql"))
+        for statement in text.split(";"):
+            if statement.strip():
+                con.execute(statement).fetchall()

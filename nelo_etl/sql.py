@@ -1,0 +1,133 @@
+"""SQL files and how their SELECTs are written to tables.
+
+Each transform is a plain SELECT in its own file (portable to Spark); *how* its rows reach a table
+(append, merge by key, replace) is decided here, in one small piece of Python. Values enter SQL
+only as bound ``$name`` parameters; the identifiers formatted in below come from this code and the
+SQL file names, never from config or data.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import duckdb
+
+from .config import ROOT
+
+SQL_DIR = ROOT / "sql"
+_PARAM_RE = re.compile(r"(?<![\w$])\$([A-Za-z_]\w*)")
+_COMMENT_RE = re.compile(r"--[^\n]*")
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+Mode = Literal["append", "merge", "replace"]
+
+
+@lru_cache(maxsize=None)
+def read_sql(path: Path) -> str:
+    return Path(path).read_text(encoding="utf-8")
+
+
+def strip_comments(sql: str) -> str:
+    """Drop ``--`` comments (the SQL files keep no ``--`` inside string literals)."""
+    return _COMMENT_RE.sub("", sql)
+
+
+def sql_path(layer: str, name: str) -> Path:
+    return SQL_DIR / layer / f"{name}.sql"
+
+
+def params_for(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of ``params`` that ``sql`` uses (DuckDB rejects unused named parameters);
+    a parameter the SQL needs but nobody gave is an error naming it."""
+    wanted = set(_PARAM_RE.findall(_COMMENT_RE.sub("", sql)))
+    missing = wanted - set(params)
+    if missing:
+        raise KeyError(f"SQL needs parameters {sorted(missing)}")
+    return {k: params[k] for k in wanted}
+
+
+def run(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple]:
+    """Execute and fetch everything (an unfetched result would block the next statement)."""
+    return con.execute(sql, params_for(sql, params or {})).fetchall()
+
+
+def _ident(name: str) -> str:
+    if not _IDENT_RE.match(name):
+        raise ValueError(f"not a plain identifier: {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a SELECT's rows go: ``table`` by ``mode``; ``key`` for merges."""
+
+    table: str
+    mode: Mode
+    key: Sequence[str] = ()
+
+
+def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
+          params: Mapping[str, Any] | None = None) -> int:
+    """Write the rows of ``select_sql`` to ``target``; returns the rows written.
+
+    - append:  INSERT the rows.
+    - merge:   rows whose key is among the new rows are replaced by them (DELETE + INSERT: one
+               statement pair, inside the caller's transaction). The SELECT must not return a key
+               twice: that is checked, since DuckDB's own MERGE would not complain.
+    - replace: the table becomes exactly the rows.
+    """
+    table = _ident(target.table)
+    bound = params_for(select_sql, params or {})
+    if target.mode == "append":
+        return con.execute(f"INSERT INTO {table} BY NAME {select_sql}", bound).fetchall()[0][0]
+    if target.mode == "replace":
+        con.execute(f"DELETE FROM {table}").fetchall()
+        return con.execute(f"INSERT INTO {table} BY NAME {select_sql}", bound).fetchall()[0][0]
+    if target.mode == "merge":
+        if not target.key:
+            raise ValueError(f"merge into {table} needs a key")
+        keys = ", ".join(_ident(k) for k in target.key)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _merge_rows AS {select_sql}", bound).fetchall()
+        dupes = con.execute(f"SELECT {keys}, count(*) FROM _merge_rows GROUP BY ALL HAVING count(*) > 1 LIMIT 3").fetchall()
+        if dupes:
+            raise ValueError(f"merge into {table}: the new rows repeat a key ({keys}): {dupes}")
+        match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM m.{k}" for k in (_ident(k) for k in target.key))
+        con.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM _merge_rows AS m WHERE {match})").fetchall()
+        written = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _merge_rows").fetchall()[0][0]
+        con.execute("DROP TABLE _merge_rows").fetchall()
+        return written
+    raise ValueError(f"unknown write mode {target.mode!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# data checks
+
+class CheckFailed(Exception):
+    """A data check returned rows. The message names the check and shows the first rows."""
+
+    def __init__(self, name: str, columns: list[str], rows: list[tuple], total: int) -> None:
+        shown = "; ".join(", ".join(f"{c}={v!r}" for c, v in zip(columns, row)) for row in rows)
+        super().__init__(f"data check {name} failed: {total} offending row(s), first: {shown}")
+        self.name, self.rows, self.total = name, rows, total
+
+
+def check_files() -> list[Path]:
+    return sorted((SQL_DIR / "checks").glob("*.sql"))
+
+
+def run_checks(con: duckdb.DuckDBPyConnection, params: Mapping[str, Any]) -> int:
+    """Run every ``sql/checks/*.sql`` (each returns offending rows); raise on the first failure."""
+    ran = 0
+    for path in check_files():
+        sql = read_sql(path)
+        cur = con.execute(f"SELECT * FROM ({sql}) LIMIT 5", params_for(sql, params))
+        rows = cur.fetchall()
+        ran += 1
+        if rows:
+            columns = [d[0] for d in cur.description]
+            total = con.execute(f"SELECT count(*) FROM ({sql})", params_for(sql, params)).fetchall()[0][0]
+            raise CheckFailed(path.stem, columns, rows, total)
+    return ran
