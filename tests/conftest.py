@@ -56,7 +56,7 @@ def copy_samples(dest: Path, name: str = "processing_batch_20251017T155740_sampl
 @pytest.fixture(scope="session")
 def moto_server():
     """One moto SQS server for the session; each test makes its own queue."""
-    from .sqs_server import MotoServer
+    from nelo_etl.localsqs import MotoServer
 
     server = MotoServer().start()
     yield server

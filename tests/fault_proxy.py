@@ -14,7 +14,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
-from .sqs_server import free_port
+from nelo_etl.localsqs import free_port
 
 
 class FaultProxy:

@@ -17,7 +17,7 @@ from nelo_etl.simulate import SimConfig, Simulator
 
 from .conftest import ROOT, write_config
 from .fault_proxy import FaultProxy
-from .sqs_server import CREDENTIALS, MotoServer
+from nelo_etl.localsqs import CREDENTIALS, MotoServer
 
 CRASH_POINTS = ["while_polling", "after_raw_write", "after_rename", "after_publish", "before_delete"]
 
@@ -210,3 +210,31 @@ def test_redelivery_without_delete_permission(project, iam_server):
     log = (project / "logs" / "etl.log").read_text()
     assert log.count("no permission to delete") == 3                  # one warning per run
     assert key["SecretAccessKey"] not in log                          # credentials never logged
+
+
+def test_a_run_ingests_and_processes_into_the_warehouse(project, queue):
+    import duckdb
+
+    sqs, url = queue
+    fast_queue_config(project, visibility=30)
+    sent = send(sqs, url, 120)
+    out = run_etl(project, sqs.meta.endpoint_url, url)        # run_etl adds --no-process; undo that
+    assert out.returncode == 0
+    staged = list((project / "staging").glob("*.jsonl"))
+    full_env = dict(os.environ, **CREDENTIALS, SQS_QUEUE_URL=url, AWS_ENDPOINT_URL=sqs.meta.endpoint_url)
+    full_env.pop("NELO_CRASH_AT", None)
+    more = send(sqs, url, 30, seed=2)
+    done = subprocess.run([sys.executable, str(ROOT / "etl.py"), "--config", str(project / "config.json")],
+                          env=full_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert list((project / "staging").glob("*.jsonl")) == []          # both batches were processed
+    assert len(list((project / "processed").glob("*.jsonl"))) == 2 == len(staged) + 1
+    con = duckdb.connect(str(project / "warehouse" / "nelo.duckdb"), read_only=True)
+    try:
+        received = con.execute("SELECT sum(received) FROM etl_batches WHERE status = 'committed'").fetchall()[0][0]
+        staged_ids = {r[0] for r in con.execute("SELECT DISTINCT message_id FROM stg_events").fetchall()}
+        dead_ids = {r[0] for r in con.execute("SELECT message_id FROM dead_letter_messages").fetchall()}
+    finally:
+        con.close()
+    assert received == len(sent) + len(more)
+    assert staged_ids | dead_ids <= set(sent) | set(more)

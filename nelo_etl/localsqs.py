@@ -1,4 +1,7 @@
-"""A real SQS-protocol server for the tests: moto's standalone server on 127.0.0.1."""
+"""A local SQS-protocol server (moto's standalone server) on 127.0.0.1, for the demo and the tests.
+
+moto is a development dependency (requirements-dev.txt); production talks to AWS SQS.
+"""
 from __future__ import annotations
 
 import os
@@ -58,6 +61,12 @@ class MotoServer:
 
     def reset(self) -> None:
         urllib.request.urlopen(urllib.request.Request(self.url + "/moto-api/reset", method="POST"), timeout=5)
+
+    def __enter__(self) -> "MotoServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def client(self, **creds: str):
         return boto3.client("sqs", endpoint_url=self.url, region_name="us-east-1",
