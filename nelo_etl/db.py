@@ -14,7 +14,7 @@ from .sql import SQL_DIR, read_sql, strip_comments
 
 log = logging.getLogger("nelo_etl.db")
 
-DDL_ORDER = ("stg_events", "dead_letter_messages", "etl_batches")
+DDL_ORDER = ("stg_events", "dead_letter_messages", "etl_batches", "dim_platforms", "dim_dates")
 
 
 class DatabaseBusy(Exception):

@@ -1,42 +1,84 @@
 """The Silver layer: SQL models under sql/silver/, run in order inside the staging transaction.
 
-Each model is a SELECT in ``sql/silver/<name>.sql``; its :class:`~nelo_etl.sql.Target` says how
-its rows are written. ``apply_batch`` is the hook process_staging calls for every batch.
+Each model is a SELECT in ``sql/silver/<name>.sql``. ``$load_id`` scopes it to what one load
+changed (null: everything, for ``--rebuild``). How its rows are written is said once, here:
+``incremental`` per batch, ``replace`` on a rebuild. A table that does not exist yet is created
+from its SELECT's shape.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from . import sql
 from .config import Config
 
+PAIR = ("user_id", "platform")
+
 
 @dataclass(frozen=True)
 class Model:
     name: str
-    target: sql.Target
+    incremental: sql.Target
 
     @property
-    def path(self):
+    def path(self) -> Path:
         return sql.sql_path("silver", self.name)
 
 
-#: The Silver models in run order (dependencies first).
-MODELS: list[Model] = []
+def _m(name: str, mode: sql.Mode, *key: str) -> Model:
+    return Model(name, sql.Target(name, mode, key))
+
+
+#: The Silver models in run order (each reads only staging and the models before it).
+MODELS: list[Model] = [
+    _m("fct_events", "append"),
+    _m("fct_event_items", "append"),
+    _m("dim_platforms", "merge", "platform"),
+    _m("dim_dates", "merge", "date_day"),
+    _m("silver_event_sessions", "overwrite_partitions", *PAIR),
+    _m("silver_user_sessions", "overwrite_partitions", *PAIR),
+    _m("silver_session_features", "overwrite_partitions", *PAIR),
+    _m("dim_products", "overwrite_partitions", "item_id"),
+]
 
 
 def model_params(cfg: Config, params: Mapping[str, Any]) -> dict[str, Any]:
     """Batch parameters plus the business settings the Silver SQL binds."""
     return dict(params,
-                session_timeout_us=int(cfg.session_timeout_minutes * 60_000_000),
-                attribution_window_us=int(cfg.attribution_window_minutes * 60_000_000),
+                session_timeout_us=int(round(cfg.session_timeout_minutes * 60_000_000)),
+                attribution_window_us=int(round(cfg.attribution_window_minutes * 60_000_000)),
                 high_value_cart_usd=float(cfg.high_value_cart_usd),
                 current_campaign_days=float(cfg.current_campaign_days))
 
 
+def table_exists(con: Any, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $n AND NOT temporary",
+                            {"n": name}).fetchall()[0][0])
+
+
+def ensure_table(con: Any, model: Model, select_sql: str, params: Mapping[str, Any]) -> None:
+    if not table_exists(con, model.name):
+        con.execute(f"CREATE TABLE {model.name} AS SELECT * FROM ({select_sql}) LIMIT 0",
+                    sql.params_for(select_sql, params)).fetchall()
+
+
 def apply_batch(con: Any, cfg: Config, params: Mapping[str, Any]) -> None:
-    """Run every Silver model for the batch whose rows carry ``params['load_id']``."""
+    """Run every Silver model for the rows of load ``params['load_id']``."""
     bound = model_params(cfg, params)
     for model in MODELS:
-        sql.write(con, model.target, sql.read_sql(model.path), bound)
+        select_sql = sql.read_sql(model.path)
+        ensure_table(con, model, select_sql, bound)
+        sql.write(con, model.incremental, select_sql, bound)
+
+
+def rebuild(con: Any, cfg: Config) -> dict[str, int]:
+    """Every Silver table from all of stg_events (the caller holds the transaction)."""
+    bound = model_params(cfg, {"load_id": None, "batch_id": None})
+    written = {}
+    for model in MODELS:
+        select_sql = sql.read_sql(model.path)
+        ensure_table(con, model, select_sql, bound)
+        written[model.name] = sql.write(con, sql.Target(model.name, "replace"), select_sql, bound)
+    return written

@@ -22,7 +22,7 @@ _PARAM_RE = re.compile(r"(?<![\w$])\$([A-Za-z_]\w*)")
 _COMMENT_RE = re.compile(r"--[^\n]*")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-Mode = Literal["append", "merge", "replace"]
+Mode = Literal["append", "merge", "overwrite_partitions", "replace"]
 
 
 @lru_cache(maxsize=None)
@@ -77,6 +77,10 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
     - merge:   rows whose key is among the new rows are replaced by them (DELETE + INSERT: one
                statement pair, inside the caller's transaction). The SELECT must not return a key
                twice: that is checked, since DuckDB's own MERGE would not complain.
+    - overwrite_partitions: every partition (``key`` value) present in the rows is replaced by
+               them: rows of those partitions that the SELECT no longer returns are removed (a
+               late event can merge two sessions: the old second session must go). Spark's
+               dynamic partition overwrite.
     - replace: the table becomes exactly the rows.
     """
     table = _ident(target.table)
@@ -86,6 +90,17 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
     if target.mode == "replace":
         con.execute(f"DELETE FROM {table}").fetchall()
         return con.execute(f"INSERT INTO {table} BY NAME {select_sql}", bound).fetchall()[0][0]
+    if target.mode == "overwrite_partitions":
+        if not target.key:
+            raise ValueError(f"overwrite_partitions of {table} needs partition columns")
+        keys = ", ".join(_ident(k) for k in target.key)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _new_rows AS {select_sql}", bound).fetchall()
+        match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM n.{k}" for k in (_ident(k) for k in target.key))
+        con.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM (SELECT DISTINCT {keys} FROM _new_rows) "
+                    f"AS n WHERE {match})").fetchall()
+        written = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows").fetchall()[0][0]
+        con.execute("DROP TABLE _new_rows").fetchall()
+        return written
     if target.mode == "merge":
         if not target.key:
             raise ValueError(f"merge into {table} needs a key")

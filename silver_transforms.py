@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Build the Silver star schema. Per batch it runs inside process_staging.py's transaction; this
+script rebuilds every Silver table from stg_events, or lists the SQL files in run order."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from nelo_etl import cli, silver, sql
+from nelo_etl.config import Config
+from nelo_etl.db import connect, ensure_schema, transaction
+
+
+def main(args: argparse.Namespace, cfg: Config) -> int:
+    if args.dry_run or not args.rebuild:
+        for model in silver.MODELS:
+            print(f"{model.path.relative_to(sql.SQL_DIR.parent)}  ->  {model.name} "
+                  f"({model.incremental.mode}{' by ' + ', '.join(model.incremental.key) if model.incremental.key else ''})")
+        for check in sql.check_files():
+            print(f"{check.relative_to(sql.SQL_DIR.parent)}  (data check)")
+        if not args.rebuild:
+            print("nothing rebuilt: per-batch Silver runs inside process_staging.py; --rebuild to rebuild all")
+        return cli.EXIT_OK
+    t0 = time.monotonic()
+    con = connect(cfg.database_path, cfg.db_lock_timeout_seconds)
+    try:
+        ensure_schema(con)
+        with transaction(con):
+            written = silver.rebuild(con, cfg)
+            sql.run_checks(con, {"load_id": None, "batch_id": None})
+    finally:
+        con.close()
+    print("rebuilt " + ", ".join(f"{k}={v}" for k, v in written.items()) + f" in {time.monotonic() - t0:.1f} s")
+    return cli.EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.make_parser("silver_transforms.py", __doc__.strip().splitlines()[0], [
+        "./silver_transforms.py --dry-run      # the SQL files in run order",
+        "./silver_transforms.py --rebuild      # every Silver table from stg_events, one transaction",
+    ])
+    parser.add_argument("--rebuild", action="store_true", help="rebuild every Silver table from stg_events")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, build_parser(), log_name="silver_transforms"))

@@ -1,0 +1,20 @@
+-- dim_dates: the calendar from the first to the last event date (UTC).
+-- Grain: one row per date. Key: date_day.
+-- Loaded: merge by date_day; a batch extends the calendar to cover its events.
+-- Reads: fct_events (this load's events, or all when $load_id is null), dim_dates (itself).
+WITH bounds AS (
+    SELECT least(min(event_date), (SELECT min(date_day) FROM dim_dates))    AS first_day,
+           greatest(max(event_date), (SELECT max(date_day) FROM dim_dates)) AS last_day
+    FROM fct_events
+    WHERE $load_id IS NULL OR first_load_id = $load_id
+)
+SELECT
+    CAST(d.day AS DATE)                     AS date_day,
+    year(d.day)                             AS year,
+    month(d.day)                            AS month,
+    day(d.day)                              AS day_of_month,
+    isodow(d.day)                           AS iso_day_of_week,
+    isodow(d.day) IN (6, 7)                 AS is_weekend,
+    strftime(d.day, '%Y-%m')                AS year_month
+FROM bounds, generate_series(bounds.first_day, bounds.last_day, INTERVAL 1 DAY) AS d(day)
+WHERE bounds.first_day IS NOT NULL

@@ -1,0 +1,65 @@
+-- silver_session_features: what each session did, and its cart (metrics.md: session features).
+-- Grain: one row per session. Key: session_id.
+-- Loaded: overwrite the (user_id, platform) partitions that load $load_id touched (all when null).
+-- Reads: silver_user_sessions, silver_event_sessions, fct_event_items, fct_events.
+-- Params: $load_id, $high_value_cart_usd.
+WITH touched AS (
+    SELECT DISTINCT user_id, platform
+    FROM fct_events
+    WHERE $load_id IS NULL OR first_load_id = $load_id
+),
+sessions AS (
+    SELECT s.* FROM silver_user_sessions AS s
+    SEMI JOIN touched AS t ON s.user_id = t.user_id AND s.platform = t.platform
+),
+session_events AS (
+    SELECT e.* FROM silver_event_sessions AS e
+    SEMI JOIN touched AS t ON e.user_id = t.user_id AND e.platform = t.platform
+),
+flags AS (
+    SELECT session_id,
+           bool_or(event_name = 'view_item_list')  AS has_list_view,
+           bool_or(event_name = 'view_item')       AS has_product_view,
+           bool_or(event_name = 'begin_checkout')  AS has_checkout,
+           bool_or(event_name = 'purchase')        AS has_purchase
+    FROM session_events
+    GROUP BY session_id
+),
+last_checkout AS (
+    -- the cart is the last begin_checkout: latest time, ties to the greatest event_id
+    SELECT session_id, event_id
+    FROM session_events
+    WHERE event_name = 'begin_checkout'
+    QUALIFY row_number() OVER (PARTITION BY session_id ORDER BY event_timestamp_us DESC, event_id DESC) = 1
+),
+carts AS (
+    SELECT c.session_id,
+           sum(i.price * i.quantity)              AS cart_value,
+           sum(i.price_in_usd * i.quantity)       AS cart_value_usd,
+           list_sort(list_distinct(list(i.item_id))) AS cart_products
+    FROM last_checkout AS c
+    JOIN fct_event_items AS i USING (event_id)
+    GROUP BY c.session_id
+)
+SELECT
+    s.session_id,
+    s.user_id,
+    s.platform,
+    s.session_start_ts,
+    s.session_end_ts,
+    s.session_date,
+    s.events_in_session,
+    f.has_list_view,
+    f.has_product_view,
+    f.has_checkout,
+    f.has_purchase,
+    s.events_in_session = 1                              AS is_bounce,
+    f.has_checkout AND NOT f.has_purchase                AS is_abandoned_checkout,
+    CASE WHEN f.has_checkout THEN coalesce(c.cart_value, 0) END        AS cart_value,
+    CASE WHEN f.has_checkout THEN coalesce(c.cart_value_usd, 0) END    AS cart_value_usd,
+    CASE WHEN f.has_checkout THEN coalesce(c.cart_products, []) END    AS cart_products,
+    f.has_checkout AND NOT f.has_purchase
+        AND coalesce(c.cart_value_usd, 0) > $high_value_cart_usd    AS is_high_value_abandon
+FROM sessions AS s
+JOIN flags AS f USING (session_id)
+LEFT JOIN carts AS c USING (session_id)
