@@ -28,7 +28,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         ensure_schema(con)
         with transaction(con):
             written = silver.rebuild(con, cfg)
-            sql.run_checks(con, {"load_id": None, "batch_id": None})
+            sql.run_checks(con, silver.model_params(cfg, {"load_id": None, "batch_id": None}))
     finally:
         con.close()
     print("rebuilt " + ", ".join(f"{k}={v}" for k, v in written.items()) + f" in {time.monotonic() - t0:.1f} s")

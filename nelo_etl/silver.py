@@ -41,6 +41,13 @@ MODELS: list[Model] = [
     _m("silver_user_sessions", "overwrite_partitions", *PAIR),
     _m("silver_session_features", "overwrite_partitions", *PAIR),
     _m("dim_products", "overwrite_partitions", "item_id"),
+    _m("dim_users", "overwrite_partitions", "user_id"),
+    _m("silver_list_impressions", "overwrite_partitions", *PAIR),
+    _m("silver_event_list_attribution", "overwrite_partitions", *PAIR),
+    _m("dim_item_lists", "merge", "item_list_id"),
+    _m("dim_campaigns", "replace"),
+    _m("dim_experiments", "merge", "experiment_id", "variant"),
+    _m("fct_product_campaigns", "overwrite_partitions", "item_id"),
 ]
 
 
@@ -74,11 +81,10 @@ def apply_batch(con: Any, cfg: Config, params: Mapping[str, Any]) -> None:
 
 
 def rebuild(con: Any, cfg: Config) -> dict[str, int]:
-    """Every Silver table from all of stg_events (the caller holds the transaction)."""
+    """Every Silver table from all of stg_events (the caller holds the transaction): each table
+    is emptied first, then every model runs once over everything (``$load_id`` null)."""
     bound = model_params(cfg, {"load_id": None, "batch_id": None})
-    written = {}
     for model in MODELS:
-        select_sql = sql.read_sql(model.path)
-        ensure_table(con, model, select_sql, bound)
-        written[model.name] = sql.write(con, sql.Target(model.name, "replace"), select_sql, bound)
-    return written
+        ensure_table(con, model, sql.read_sql(model.path), bound)
+        con.execute(f"DELETE FROM {model.name}").fetchall()
+    return {model.name: sql.write(con, model.incremental, sql.read_sql(model.path), bound) for model in MODELS}

@@ -88,8 +88,12 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
     if target.mode == "append":
         return con.execute(f"INSERT INTO {table} BY NAME {select_sql}", bound).fetchall()[0][0]
     if target.mode == "replace":
+        # materialised first: the SELECT may read the table it replaces
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _new_rows AS {select_sql}", bound).fetchall()
         con.execute(f"DELETE FROM {table}").fetchall()
-        return con.execute(f"INSERT INTO {table} BY NAME {select_sql}", bound).fetchall()[0][0]
+        written = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows").fetchall()[0][0]
+        con.execute("DROP TABLE _new_rows").fetchall()
+        return written
     if target.mode == "overwrite_partitions":
         if not target.key:
             raise ValueError(f"overwrite_partitions of {table} needs partition columns")

@@ -265,7 +265,7 @@ def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | No
                 {"load_id": load_id, "batch_id": batch_id, "file": path.name, "sha": sha,
                  "received": result.received, "loaded": result.loaded_events, "dupes": result.duplicate_events,
                  "dead": result.dead_lettered, "started": started, "reprocess": reprocess}).fetchall()
-            sql.run_checks(con, params)
+            sql.run_checks(con, silver.model_params(cfg, params))
             write_dead_letter_file(Path(cfg.dead_letter_dir), path.name, dead_letters)
             crash_point("before_commit")
         # DuckDB's COMMIT can roll back silently: make sure the ledger row is really there

@@ -185,3 +185,76 @@ def test_small_histories_match_the_reference(tmp_path_factory, history):
     versions = set(con.execute("SELECT item_id, epoch_us(valid_from), price FROM dim_products").fetchall())
     assert sessions == reference_sessions(unique)
     assert versions == reference_versions(unique)
+
+
+def test_last_touch_attribution_picks_the_latest_impression_in_session_and_window(tmp_path):
+    lines = [line(T0, "view_item_list", [item("A", 10, item_list_id="early", item_list_name="Early")]),
+             line(T0 + 5 * MIN, "view_item_list", [item("B", 10, item_list_id="b_list"),
+                                                   item("A", 10, item_list_id="late", item_list_name=None)]),
+             line(T0 + 10 * MIN, "view_item", [item("A", 10)]),            # -> late (latest impression of A)
+             line(T0 + 36 * MIN, "purchase", [item("A", 10, 2, item_revenue=18.0)]),   # 31 min after it: none
+             line(T0 + 40 * MIN, "view_item", [item("C", 10)])]            # never impressed: unattributed
+    con = warehouse(tmp_path, lines)
+    rows = con.execute("SELECT event_name, item_id, item_list_id, line_revenue FROM silver_event_list_attribution "
+                       "ORDER BY event_ts").fetchall()
+    assert rows == [("view_item", "A", "late", 10.0)]      # the purchase is 31 min after the last impression
+    assert con.execute("SELECT item_list_id, count(*) FROM silver_list_impressions GROUP BY 1 ORDER BY 1"
+                       ).fetchall() == [("b_list", 1), ("early", 1), ("late", 1)]
+
+
+def test_attribution_window_is_inclusive_and_null_lists_report_as_not_set(tmp_path):
+    lines = [line(T0, "view_item_list", [item("A", 10, item_list_id=None)]),
+             line(T0 + 30 * MIN, "begin_checkout", [item("A", 10)])]        # exactly 30:00 later
+    con = warehouse(tmp_path, lines)
+    assert con.execute("SELECT event_name, item_list_id FROM silver_event_list_attribution").fetchall() == \
+        [("begin_checkout", "(not set)")]
+
+
+def test_list_names_are_the_latest_non_null_over_all_batches(tmp_path):
+    first = [line(T0 + 10 * MIN, "view_item_list", [item("A", 1, item_list_id="l", item_list_name="Newer")])]
+    late = [line(T0, "view_item_list", [item("A", 1, item_list_id="l", item_list_name="Older")]),
+            line(T0 + 20 * MIN, "view_item_list", [item("A", 1, item_list_id="l", item_list_name=None)])]
+    con = warehouse(tmp_path, first, late)
+    assert con.execute("SELECT item_list_id, item_list_name, first_impression_ts < last_impression_ts "
+                       "FROM dim_item_lists").fetchall() == [("l", "Newer", True)]
+
+
+def codes_param(codes: str) -> str:
+    return simulate.param_text("discounts", codes, "string_value")
+
+
+def coded(item_id: str, price: float, codes: str, quantity: int = 1, discount: float = 0.0, **fields) -> str:
+    values = {"item_id": item_id, "price": price, "price_in_usd": price / 20, "quantity": quantity, **fields}
+    return simulate.item_text(values, [codes_param(codes),
+                                       simulate.param_text("discountt", discount, "double_value")])
+
+
+def test_campaign_windows_current_flags_experiments_and_product_campaigns(tmp_path):
+    day = 86_400_000_000
+    lines = [line(T0, "view_item", [coded("A", 100, "OLD|NELO_XP_CHECKOUT_B")]),
+             line(T0 + 1 * day, "purchase", [coded("A", 100, "NEW|OLD", 2, 30.0, item_revenue=170.0)]),
+             line(T0 + 9 * day, "view_item", [coded("B", 50, "NEW")])]
+    con = warehouse(tmp_path, lines[2:], lines[:2])                    # late batch second
+    assert con.execute("SELECT campaign_id, epoch_us(first_event_ts), epoch_us(last_event_ts), is_current "
+                       "FROM dim_campaigns ORDER BY 1").fetchall() == [
+        ("NEW", T0 + day, T0 + 9 * day, True), ("OLD", T0, T0 + day, False)]     # 8 days before the as-of
+    assert con.execute("SELECT experiment_id, variant, arm_code FROM dim_experiments").fetchall() == \
+        [("CHECKOUT", "B", "NELO_XP_CHECKOUT_B")]
+    assert con.execute("SELECT item_id, campaign_id, units, gross_revenue, discount_value, net_revenue, "
+                       "epoch_us(first_seen_ts) FROM fct_product_campaigns ORDER BY 1, 2").fetchall() == [
+        ("A", "NEW", 2, 200.0, 30.0, 170.0, T0 + day), ("A", "OLD", 2, 200.0, 30.0, 170.0, T0),
+        ("B", "NEW", 0, 0.0, 0.0, 0.0, T0 + 9 * day)]
+
+
+def test_users_get_a_version_at_first_purchase_and_first_installment_use(tmp_path):
+    inst = simulate.item_text({"item_id": "A", "price": 10.0, "quantity": 1},
+                              [simulate.param_text("number_of_installments", 6, "int_value")])
+    lines = [line(T0, "view_item", [item("A", 10)]),
+             line(T0 + MIN, "purchase", [item("A", 10)]),
+             line(T0 + 2 * MIN, "purchase", [inst], platform="ANDROID")]
+    con = warehouse(tmp_path, lines)
+    assert con.execute("SELECT epoch_us(valid_from), epoch_us(valid_to), is_current, is_buyer, has_used_installments, "
+                       "platforms FROM dim_users ORDER BY valid_from").fetchall() == [
+        (T0, T0 + MIN, False, False, False, ["ANDROID", "IOS"]),
+        (T0 + MIN, T0 + 2 * MIN, False, True, False, ["ANDROID", "IOS"]),
+        (T0 + 2 * MIN, None, True, True, True, ["ANDROID", "IOS"])]

@@ -1,0 +1,44 @@
+-- dim_item_lists: the lists, named by their latest non-null item_list_name over all history by
+-- event time (ties: greatest event_id, then lowest item_index) (metrics.md: List impression).
+-- Grain: one row per list. Key: item_list_id ('(not set)' stands for null and (not set)).
+-- Loaded: merge by item_list_id: the batch's best name competes with the one kept so far.
+-- Reads: silver_list_impressions (this load's events, all when $load_id is null), fct_events,
+--        dim_item_lists (itself).
+WITH batch_impressions AS (
+    SELECT m.*
+    FROM silver_list_impressions AS m
+    SEMI JOIN (SELECT event_id FROM fct_events WHERE $load_id IS NULL OR first_load_id = $load_id) AS e
+        USING (event_id)
+),
+batch_lists AS (
+    SELECT item_list_id, min(event_ts) AS first_impression_ts, max(event_ts) AS last_impression_ts
+    FROM batch_impressions
+    GROUP BY item_list_id
+),
+candidates AS (
+    SELECT item_list_id, item_list_name, event_ts AS name_event_ts, event_id AS name_event_id,
+           item_index AS name_item_index
+    FROM batch_impressions
+    WHERE item_list_name IS NOT NULL
+    UNION ALL
+    SELECT item_list_id, item_list_name, name_event_ts, name_event_id, name_item_index
+    FROM dim_item_lists
+    WHERE item_list_name IS NOT NULL AND item_list_id IN (SELECT item_list_id FROM batch_lists)
+),
+best_name AS (
+    SELECT *
+    FROM candidates
+    QUALIFY row_number() OVER (PARTITION BY item_list_id
+                               ORDER BY name_event_ts DESC, name_event_id DESC, name_item_index ASC) = 1
+)
+SELECT
+    b.item_list_id,
+    n.item_list_name,
+    n.name_event_ts,
+    n.name_event_id,
+    n.name_item_index,
+    least(b.first_impression_ts, d.first_impression_ts)   AS first_impression_ts,
+    greatest(b.last_impression_ts, d.last_impression_ts)  AS last_impression_ts
+FROM batch_lists AS b
+LEFT JOIN best_name AS n USING (item_list_id)
+LEFT JOIN dim_item_lists AS d USING (item_list_id)

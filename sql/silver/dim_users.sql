@@ -1,0 +1,48 @@
+-- dim_users: users over event time (SCD2): a new version starts when the user first buys and
+-- when they first use installments (a purchase with any item of more than one installment).
+-- Grain: one row per user version. Key: (user_id, valid_from).
+-- Loaded: overwrite the user_id partitions that load $load_id touched (all when null): a late
+--         event can move a first purchase earlier.
+-- Reads: fct_events, fct_event_items.
+WITH touched AS (
+    SELECT DISTINCT user_id FROM fct_events WHERE $load_id IS NULL OR first_load_id = $load_id
+),
+firsts AS (
+    SELECT e.user_id,
+           min(e.event_ts)                                             AS first_seen_ts,
+           min(e.event_ts) FILTER (WHERE e.event_name = 'purchase')    AS first_purchase_ts,
+           list_sort(list_distinct(list(e.platform)))                  AS platforms
+    FROM fct_events AS e
+    SEMI JOIN touched AS t USING (user_id)
+    GROUP BY e.user_id
+),
+installments AS (
+    SELECT i.user_id, min(i.event_ts) AS first_installment_ts
+    FROM fct_event_items AS i
+    SEMI JOIN touched AS t USING (user_id)
+    WHERE i.event_name = 'purchase' AND i.installments > 1
+    GROUP BY i.user_id
+),
+changes AS (
+    SELECT f.*, n.first_installment_ts, unnest([f.first_seen_ts, f.first_purchase_ts, n.first_installment_ts]) AS change_ts
+    FROM firsts AS f
+    LEFT JOIN installments AS n USING (user_id)
+),
+versions AS (
+    SELECT DISTINCT user_id, first_seen_ts, first_purchase_ts, first_installment_ts, platforms, change_ts
+    FROM changes
+    WHERE change_ts IS NOT NULL
+)
+SELECT
+    user_id,
+    change_ts                                                        AS valid_from,
+    lead(change_ts) OVER w                                           AS valid_to,
+    lead(change_ts) OVER w IS NULL                                   AS is_current,
+    first_purchase_ts IS NOT NULL AND change_ts >= first_purchase_ts AS is_buyer,
+    first_installment_ts IS NOT NULL AND change_ts >= first_installment_ts AS has_used_installments,
+    first_seen_ts,
+    first_purchase_ts,
+    first_installment_ts,
+    platforms                                                        -- every platform seen (all history)
+FROM versions
+WINDOW w AS (PARTITION BY user_id ORDER BY change_ts)

@@ -1,0 +1,47 @@
+-- silver_event_list_attribution: last-touch list attribution (metrics.md): each view_item,
+-- begin_checkout or purchase item row for product P at time t goes to the list of the latest
+-- impression of P in the same session with time in [t - window, t]; ties to the greatest
+-- event_id, then the lowest item_index.
+-- Grain: one row per attributed item row (unattributed rows have none). Key: (event_id, item_index).
+-- Loaded: overwrite the (user_id, platform) partitions that load $load_id touched (all when null).
+-- Reads: fct_event_items, silver_event_sessions, silver_list_impressions, fct_events.
+-- Params: $load_id, $attribution_window_us.
+WITH touched AS (
+    SELECT DISTINCT user_id, platform FROM fct_events WHERE $load_id IS NULL OR first_load_id = $load_id
+),
+targets AS (
+    SELECT i.event_id, i.item_index, i.event_name, i.event_ts, i.event_timestamp_us, i.user_id, i.platform,
+           i.item_id, i.quantity, i.line_revenue, i.line_revenue_usd, s.session_id
+    FROM fct_event_items AS i
+    SEMI JOIN touched AS t ON i.user_id = t.user_id AND i.platform = t.platform
+    JOIN silver_event_sessions AS s USING (event_id)
+    WHERE i.event_name IN ('view_item', 'begin_checkout', 'purchase') AND i.item_id IS NOT NULL
+),
+impressions AS (
+    SELECT m.* FROM silver_list_impressions AS m
+    SEMI JOIN touched AS t ON m.user_id = t.user_id AND m.platform = t.platform
+)
+SELECT
+    t.event_id,
+    t.item_index,
+    t.event_name,
+    t.event_ts,
+    t.user_id,
+    t.platform,
+    t.session_id,
+    t.item_id,
+    t.quantity,
+    t.line_revenue,
+    t.line_revenue_usd,
+    m.item_list_id,
+    m.event_id          AS impression_event_id,
+    m.item_index        AS impression_item_index,
+    m.event_ts          AS impression_ts,
+    m.campaign_codes    AS impression_campaign_codes
+FROM targets AS t
+JOIN impressions AS m
+  ON m.session_id = t.session_id
+ AND m.item_id = t.item_id
+ AND m.event_timestamp_us BETWEEN t.event_timestamp_us - $attribution_window_us AND t.event_timestamp_us
+QUALIFY row_number() OVER (PARTITION BY t.event_id, t.item_index
+                           ORDER BY m.event_timestamp_us DESC, m.event_id DESC, m.item_index ASC) = 1
