@@ -28,6 +28,10 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     run = process_files(cfg, paths, reprocess=bool(args.reprocess))
     for f in run.files:
         print(f.line())
+    if run.gold_line():
+        print(run.gold_line())
+    if isinstance(run.gold, str):
+        raise cli.Failure(run.gold)
     failed = [f for f in run.files if f.status == "failed"]
     if failed:
         raise cli.Failure(f"{len(failed)} of {len(run.files)} file(s) failed; first: {failed[0].line()}")

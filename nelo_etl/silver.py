@@ -40,6 +40,7 @@ MODELS: list[Model] = [
     _m("silver_event_sessions", "overwrite_partitions", *PAIR),
     _m("silver_user_sessions", "overwrite_partitions", *PAIR),
     _m("silver_session_features", "overwrite_partitions", *PAIR),
+    _m("fct_orders", "overwrite_partitions", *PAIR),
     _m("dim_products", "overwrite_partitions", "item_id"),
     _m("dim_users", "overwrite_partitions", "user_id"),
     _m("silver_list_impressions", "overwrite_partitions", *PAIR),

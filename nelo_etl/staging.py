@@ -78,10 +78,18 @@ class FileResult:
 @dataclass
 class RunResult:
     files: list[FileResult] = field(default_factory=list)
+    gold: dict[str, float] | str | None = None      # timings, or the error of the Gold refresh
 
     @property
     def ok(self) -> bool:
-        return all(f.status != "failed" for f in self.files)
+        return all(f.status != "failed" for f in self.files) and not isinstance(self.gold, str)
+
+    def gold_line(self) -> str | None:
+        if self.gold is None:
+            return None
+        if isinstance(self.gold, str):
+            return self.gold
+        return f"gold: views {self.gold['gold_views_s']:.2f} s, analytics file published in {self.gold['publish_s']:.2f} s"
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,7 +385,7 @@ def staging_files(cfg: Config) -> list[Path]:
 
 
 def process_files(cfg: Config, paths: Sequence[Path], reprocess: bool = False,
-                  move: bool = True) -> RunResult:
+                  move: bool = True, refresh_gold: bool = True) -> RunResult:
     """Load each file; one failing file does not stop the others (results never depend on order)."""
     run = RunResult()
     for path in paths:
@@ -396,7 +404,25 @@ def process_files(cfg: Config, paths: Sequence[Path], reprocess: bool = False,
             move_to(path, Path(cfg.processed_dir))
         log.info("%s", result.line())
         run.files.append(result)
+    if refresh_gold and any(f.status == "committed" for f in run.files):
+        run.gold = refresh_gold_layer(cfg)
     return run
+
+
+def refresh_gold_layer(cfg: Config) -> dict[str, float] | str:
+    """Gold views and the analysts' file after committed loads. A failure here loses no data (the
+    batches are committed): it is reported, and the next run publishes again."""
+    from . import gold
+
+    try:
+        con = connect(cfg.database_path, cfg.db_lock_timeout_seconds)
+        try:
+            return gold.refresh(cfg, con)
+        finally:
+            con.close()
+    except Exception as exc:  # noqa: BLE001
+        log.exception("gold refresh failed")
+        return f"gold refresh failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
 
 
 def process_staging_dir(cfg: Config) -> RunResult:
@@ -404,4 +430,6 @@ def process_staging_dir(cfg: Config) -> RunResult:
     run = process_files(cfg, staging_files(cfg))
     for f in run.files:
         print(f.line())
+    if run.gold_line():
+        print(run.gold_line())
     return run

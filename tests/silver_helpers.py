@@ -42,3 +42,14 @@ def silver_tables(cfg: Config) -> dict[str, list[tuple]]:
         return out
     finally:
         con.close()
+
+
+def gold_views(cfg: Config) -> dict[str, list[tuple]]:
+    """Every Gold view's rows, in a stable order (from the published analytics file)."""
+    from nelo_etl import gold
+
+    con = duckdb.connect(str(gold.analytics_path(cfg)), read_only=True)
+    try:
+        return {v.name: con.execute(f"SELECT * FROM {v.name} ORDER BY ALL").fetchall() for v in gold.views()}
+    finally:
+        con.close()

@@ -12,7 +12,7 @@ import pytest
 from nelo_etl.simulate import SimConfig, Simulator, write_batches
 
 from .conftest import ROOT
-from .silver_helpers import load, make_project, silver_tables
+from .silver_helpers import gold_views, load, make_project, silver_tables
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,10 @@ def reference(traffic, tmp_path_factory):
     load(cfg, one)
     tables = silver_tables(cfg)
     assert all(tables[name] for name in ("fct_events", "silver_user_sessions", "dim_products"))
-    return cfg, tables
+    views = gold_views(cfg)
+    empty = [name for name, rows in views.items() if not rows]
+    assert not empty, f"the traffic leaves these Gold views empty: {empty}"
+    return cfg, tables, views
 
 
 def test_twenty_batches_in_arrival_order_equal_one_batch(traffic, reference, tmp_path):
@@ -40,6 +43,7 @@ def test_twenty_batches_in_arrival_order_equal_one_batch(traffic, reference, tmp
     cfg = make_project(tmp_path)
     load(cfg, twenty)
     assert silver_tables(cfg) == reference[1]
+    assert gold_views(cfg) == reference[2]
 
 
 def test_shuffled_batches_some_twice_equal_one_batch(traffic, reference, tmp_path):
@@ -50,12 +54,17 @@ def test_shuffled_batches_some_twice_equal_one_batch(traffic, reference, tmp_pat
     load(cfg, order)
     load(cfg, order[:4], reprocess=True)          # processed twice, by hand
     assert silver_tables(cfg) == reference[1]
+    assert gold_views(cfg) == reference[2]
 
 
 def test_rebuild_equals_the_incremental_result(reference):
-    cfg, tables = reference
+    cfg, tables, views = reference
     out = subprocess.run([sys.executable, str(ROOT / "silver_transforms.py"), "--config", str(cfg.path), "--rebuild"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("rebuilt fct_events=")
     assert silver_tables(cfg) == tables
+    refresh = subprocess.run([sys.executable, str(ROOT / "gold_transforms.py"), "--config", str(cfg.path)],
+                             capture_output=True, text=True)
+    assert refresh.returncode == 0, refresh.stderr
+    assert gold_views(cfg) == views

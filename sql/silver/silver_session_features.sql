@@ -27,18 +27,20 @@ flags AS (
 ),
 last_checkout AS (
     -- the cart is the last begin_checkout: latest time, ties to the greatest event_id
-    SELECT session_id, event_id
+    SELECT session_id, event_id, event_ts
     FROM session_events
     WHERE event_name = 'begin_checkout'
     QUALIFY row_number() OVER (PARTITION BY session_id ORDER BY event_timestamp_us DESC, event_id DESC) = 1
 ),
 carts AS (
     SELECT c.session_id,
-           sum(i.price * i.quantity)              AS cart_value,
-           sum(i.price_in_usd * i.quantity)       AS cart_value_usd,
+           any_value(c.event_ts)                  AS last_checkout_ts,
+           -- exact sums: the same cart gives the same value whatever the row order
+           sum(CAST(i.price * i.quantity AS DECIMAL(38, 6)))::DOUBLE        AS cart_value,
+           sum(CAST(i.price_in_usd * i.quantity AS DECIMAL(38, 6)))::DOUBLE AS cart_value_usd,
            list_sort(list_distinct(list(i.item_id))) AS cart_products
     FROM last_checkout AS c
-    JOIN fct_event_items AS i USING (event_id)
+    LEFT JOIN fct_event_items AS i USING (event_id)
     GROUP BY c.session_id
 )
 SELECT
@@ -57,7 +59,9 @@ SELECT
     f.has_checkout AND NOT f.has_purchase                AS is_abandoned_checkout,
     CASE WHEN f.has_checkout THEN coalesce(c.cart_value, 0) END        AS cart_value,
     CASE WHEN f.has_checkout THEN coalesce(c.cart_value_usd, 0) END    AS cart_value_usd,
-    CASE WHEN f.has_checkout THEN coalesce(c.cart_products, []) END    AS cart_products,
+    CASE WHEN f.has_checkout THEN list_filter(coalesce(c.cart_products, []), lambda p: p IS NOT NULL) END
+                                                         AS cart_products,
+    c.last_checkout_ts,
     f.has_checkout AND NOT f.has_purchase
         AND coalesce(c.cart_value_usd, 0) > $high_value_cart_usd    AS is_high_value_abandon
 FROM sessions AS s

@@ -1,0 +1,18 @@
+-- vw_coupon_impact: orders with and without a coupon (an order has one when any item has one).
+-- Grain: one row per (platform, has_coupon). Loaded: view. Reads: fct_orders.
+-- columns:
+--   platform: the platform
+--   has_coupon: whether any item of the order carries a coupon
+--   orders: orders
+--   revenue: sum of order_value (MXN)
+--   aov: revenue / orders
+--   aov_usd: sum of order_value_usd / orders
+SELECT
+    platform,
+    has_coupon,
+    count(*)                                                                    AS orders,
+    sum(CAST(order_value AS DECIMAL(38, 6)))::DOUBLE                            AS revenue,
+    sum(CAST(order_value AS DECIMAL(38, 6)))::DOUBLE / count(*)                 AS aov,
+    sum(CAST(order_value_usd AS DECIMAL(38, 6)))::DOUBLE / count(*)             AS aov_usd
+FROM fct_orders
+GROUP BY platform, has_coupon

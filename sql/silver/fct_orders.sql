@@ -1,0 +1,54 @@
+-- fct_orders: orders (metrics.md: Order): one purchase event, with its value and traits.
+-- Grain: one row per purchase event. Key: event_id.
+-- order_value = sum of line revenue (item_revenue, else price * quantity), likewise in USD;
+-- exact (DECIMAL) sums so a value never depends on row order. An order without items is worth 0.
+-- Loaded: overwrite the (user_id, platform) partitions that load $load_id touched (all when null):
+--         the session (and session date) of an order can change with a late event.
+-- Reads: fct_events, fct_event_items, silver_event_sessions, silver_user_sessions.
+WITH touched AS (
+    SELECT DISTINCT user_id, platform FROM fct_events WHERE $load_id IS NULL OR first_load_id = $load_id
+),
+purchases AS (
+    SELECT e.event_id, e.user_id, e.platform, e.event_ts, s.session_id
+    FROM fct_events AS e
+    SEMI JOIN touched AS t ON e.user_id = t.user_id AND e.platform = t.platform
+    JOIN silver_event_sessions AS s USING (event_id)
+    WHERE e.event_name = 'purchase'
+),
+lines AS (
+    SELECT i.event_id,
+           sum(CAST(i.line_revenue AS DECIMAL(38, 6)))                    AS order_value,
+           sum(CAST(i.line_revenue_usd AS DECIMAL(38, 6)))                AS order_value_usd,
+           sum(CAST(i.gross_value AS DECIMAL(38, 6)))                     AS gross_value,
+           sum(CAST(coalesce(i.discount_value, 0) AS DECIMAL(38, 6)))     AS discount_value,
+           sum(i.quantity)                                                AS units,
+           bool_or(i.installments > 1)                                    AS is_installment_order,
+           max(i.installments)                                            AS max_installments,
+           bool_or(i.coupon IS NOT NULL)                                  AS has_coupon,
+           bool_or(i.discount_value > 0)                                  AS has_discount,
+           list_sort(list_distinct(list(i.item_id) FILTER (WHERE i.item_id IS NOT NULL))) AS products
+    FROM fct_event_items AS i
+    SEMI JOIN purchases AS p USING (event_id)
+    GROUP BY i.event_id
+)
+SELECT
+    p.event_id,
+    p.user_id,
+    p.platform,
+    p.session_id,
+    u.session_date,
+    p.event_ts                                       AS order_ts,
+    CAST(p.event_ts AS DATE)                         AS order_date,
+    coalesce(l.order_value, 0)::DOUBLE               AS order_value,
+    coalesce(l.order_value_usd, 0)::DOUBLE           AS order_value_usd,
+    coalesce(l.gross_value, 0)::DOUBLE               AS gross_value,
+    coalesce(l.discount_value, 0)::DOUBLE            AS discount_value,
+    coalesce(l.units, 0)                             AS units,
+    coalesce(l.is_installment_order, false)          AS is_installment_order,
+    l.max_installments,
+    coalesce(l.has_coupon, false)                    AS has_coupon,
+    coalesce(l.has_discount, false)                  AS has_discount,
+    coalesce(l.products, [])                         AS products
+FROM purchases AS p
+JOIN silver_user_sessions AS u USING (session_id)
+LEFT JOIN lines AS l USING (event_id)
