@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from . import gold
 from .config import ROOT
 from .localsqs import CREDENTIALS, MotoServer
 from .simulate import SimConfig, Simulator, send_to_queue
@@ -37,8 +38,9 @@ def make_workspace() -> Path:
 
 
 def table(con: duckdb.DuckDBPyConnection, title: str, query: str) -> None:
-    print(f"\n{title}")
-    print(con.sql(query))
+    cur = con.execute(query)
+    rows = cur.fetchall()
+    print("\n" + gold.format_report([(title, [d[0] for d in cur.description], rows)], "terminal"), end="")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,15 +68,14 @@ def main(argv: list[str] | None = None) -> int:
             if run.returncode != 0:
                 print(run.stderr.rstrip(), file=sys.stderr)
                 return run.returncode
-    con = duckdb.connect(str(DEMO / "warehouse" / "nelo.duckdb"), read_only=True)
+    con = duckdb.connect(str(DEMO / "warehouse" / "analytics.duckdb"), read_only=True)
     try:
-        table(con, "The ledger (etl_batches):",
+        table(con, "The ledger (etl_batches): every received message is loaded, a duplicate or dead-lettered",
               "SELECT file_name, received, loaded_events, duplicate_events, dead_lettered, status FROM etl_batches")
-        table(con, "Staged events by name and platform (stg_events, deduplicated):",
-              "SELECT event_name, platform, count(DISTINCT event_id) AS events, count(*) AS item_rows "
-              "FROM stg_events GROUP BY ALL ORDER BY ALL")
         table(con, "Dead letters by reason (dead_letter_messages):",
-              "SELECT reason, count(*) AS messages FROM dead_letter_messages GROUP BY ALL ORDER BY 2 DESC")
+              "SELECT reason, count(*) AS messages FROM dead_letter_messages GROUP BY ALL ORDER BY 2 DESC, 1")
+        print("\n$ ./gold_transforms.py --report   (the answers to the business questions)\n")
+        print(gold.format_report(gold.run_report(con), "terminal"))
     finally:
         con.close()
     print(f"\ndemo done in {time.monotonic() - t0:.1f} s; files and warehouse are in .demo/")
