@@ -45,10 +45,15 @@ class LockHeld(Exception):
 
 
 def crash_point(name: str) -> None:
-    """Kill this process with SIGKILL when ``NELO_CRASH_AT`` names this point (crash tests)."""
+    """Fault injection for the reliability tests: SIGKILL this process when ``NELO_CRASH_AT``
+    names this point; sleep when ``NELO_PAUSE_AT`` is ``<point>:<seconds>`` (a run that outlasts
+    its slot). Unset in production: a dictionary lookup and nothing else."""
     if os.environ.get("NELO_CRASH_AT") == name:
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)
+    pause = os.environ.get("NELO_PAUSE_AT", "")
+    if pause.startswith(name + ":"):
+        time.sleep(float(pause.split(":", 1)[1]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from its SELECT's shape.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -72,13 +73,17 @@ def ensure_table(con: Any, model: Model, select_sql: str, params: Mapping[str, A
                     sql.params_for(select_sql, params)).fetchall()
 
 
-def apply_batch(con: Any, cfg: Config, params: Mapping[str, Any]) -> None:
-    """Run every Silver model for the rows of load ``params['load_id']``."""
+def apply_batch(con: Any, cfg: Config, params: Mapping[str, Any]) -> dict[str, float]:
+    """Run every Silver model for the rows of load ``params['load_id']``; seconds per model."""
     bound = model_params(cfg, params)
+    seconds = {}
     for model in MODELS:
+        started = time.perf_counter()
         select_sql = sql.read_sql(model.path)
         ensure_table(con, model, select_sql, bound)
         sql.write(con, model.incremental, select_sql, bound)
+        seconds[model.name] = time.perf_counter() - started
+    return seconds
 
 
 def rebuild(con: Any, cfg: Config) -> dict[str, int]:

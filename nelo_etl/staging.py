@@ -64,6 +64,7 @@ class FileResult:
     seconds: float = 0.0
     error: str | None = None
     python_parsed_lines: int = 0     # lines the DuckDB parser left to the contract parser (-1: all)
+    timings: dict[str, float] = field(default_factory=dict)   # seconds per stage (parse, stage, silver...)
 
     def line(self) -> str:
         if self.status == "skipped":
@@ -229,6 +230,7 @@ def move_to(path: Path, folder: Path) -> Path:
     """Move a batch file into ``folder`` (rename; both live on the same volume)."""
     dest = folder / path.name
     os.replace(path, dest)
+    os.chmod(dest, 0o600)       # it holds user ids, whoever dropped it into staging/
     fsync_dir(folder)
     return dest
 
@@ -249,6 +251,7 @@ def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | No
             result.status = "skipped"
             return result
         dead_letters: list[dict[str, Any]] = []
+        clock = _Clock(result.timings)
         with transaction(con):
             load_id = con.execute("SELECT nextval('etl_load_id_seq')").fetchall()[0][0]
             create_parse_tables(con)
@@ -256,6 +259,7 @@ def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | No
                 result.python_parsed_lines = parse_with_duckdb(con, cfg, path, dead_letters)
             else:
                 parse_with_python(con, cfg, path, dead_letters)
+            clock.lap("parse")
             crash_point("during_load")
             params = {"load_id": load_id, "batch_id": batch_id, "source_file": path.name, "source_sha256": sha}
             messages = con.execute("SELECT count(DISTINCT line_number) FROM parsed_items").fetchall()[0][0]
@@ -266,7 +270,10 @@ def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | No
             result.dead_lettered = len(dead_letters)
             result.duplicate_events = messages - result.loaded_events
             result.received = messages + result.dead_lettered
-            silver.apply_batch(con, cfg, params)
+            clock.lap("stage")
+            for model, seconds in silver.apply_batch(con, cfg, params).items():
+                result.timings[f"silver.{model}"] = seconds
+            clock.lap("silver")
             con.execute(
                 "INSERT INTO etl_batches VALUES ($load_id, $batch_id, $file, $sha, $received, $loaded, $dupes, "
                 "$dead, $started, now()::TIMESTAMP, 'committed', $reprocess, NULL)",
@@ -274,8 +281,11 @@ def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | No
                  "received": result.received, "loaded": result.loaded_events, "dupes": result.duplicate_events,
                  "dead": result.dead_lettered, "started": started, "reprocess": reprocess}).fetchall()
             sql.run_checks(con, silver.model_params(cfg, params))
+            clock.lap("checks")
             write_dead_letter_file(Path(cfg.dead_letter_dir), path.name, dead_letters)
             crash_point("before_commit")
+        clock.lap("commit")
+        log.info("%s timings: %s", path.name, ", ".join(f"{k}={v:.3f}" for k, v in result.timings.items()))
         # DuckDB's COMMIT can roll back silently: make sure the ledger row is really there
         if not con.execute("SELECT count(*) FROM etl_batches WHERE load_id = $l", {"l": load_id}).fetchall()[0][0]:
             raise RuntimeError(f"commit of {path.name} did not persist")
@@ -374,6 +384,18 @@ def record_failure(cfg: Config, path: Path, error: str, reprocess: bool) -> None
             con.close()
     except Exception:  # noqa: BLE001 - the failure itself is what the operator must see
         log.exception("could not record the failure of %s in the ledger", path.name)
+
+
+class _Clock:
+    """Lap times into a dict: ``lap(name)`` records the seconds since the previous lap."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into, self.last = into, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.into[name] = now - self.last
+        self.last = now
 
 
 # --------------------------------------------------------------------------------------------
