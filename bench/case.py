@@ -1,0 +1,148 @@
+"""One benchmark case, run in a child process by ``python -m bench`` (so its peak RSS is its own).
+Prints one JSON line: {"seconds": ..., "stages": {...}}."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from nelo_etl import simulate, wire
+from nelo_etl.config import load_config
+from nelo_etl.db import connect, ensure_schema, transaction
+from nelo_etl.staging import process_files
+
+from .parsers import workspace
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def traffic(events: int, files: int, seed: int = 1) -> list[Path]:
+    """Chaotic simulated traffic cut into ``files`` batch files, cached in bench/data/."""
+    folder = DATA / f"e{events}_f{files}_s{seed}"
+    if not folder.exists() or not any(folder.glob("*.jsonl")):
+        shutil.rmtree(folder, ignore_errors=True)
+        days = max(1.0, 14 * events / 1_000_000)
+        messages = simulate.Simulator(simulate.SimConfig.chaos(events=events, seed=seed, days=days)).messages()
+        tmp = folder.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        simulate.write_batches(messages, str(tmp), batches=files)
+        tmp.rename(folder)
+    return sorted(folder.glob("*.jsonl"))
+
+
+def merged_stages(results) -> dict[str, float]:
+    stages: dict[str, float] = {}
+    for f in results.files:
+        for k, v in f.timings.items():
+            if not k.startswith("silver."):
+                stages[k] = stages.get(k, 0.0) + v
+    if isinstance(results.gold, dict):
+        stages.update(results.gold)
+    return stages
+
+
+def backfill(args) -> dict:
+    files = traffic(args.events, args.files)
+    cfg = load_config(workspace(args.work))
+    t = time.perf_counter()
+    run = process_files(cfg, files, move=False)
+    assert run.ok
+    return {"seconds": time.perf_counter() - t, "stages": merged_stages(run)}
+
+
+def incremental(args) -> dict:
+    """A batch of the same traffic on top of a history (loaded untimed, then copied per run)."""
+    files = traffic(args.history + args.batch, 2)      # history, then the newest arrivals
+    base = args.work.parent / f"history_{args.history}"
+    if not base.exists():
+        messages = [l for p in files for l in p.read_text(encoding="utf-8").splitlines()]
+        cut = len(messages) * args.history // (args.history + args.batch)
+        data = args.work.parent / f"split_{args.history}"
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "processing_batch_00000000T000000_history.jsonl").write_text("\n".join(messages[:cut]) + "\n")
+        (data / "processing_batch_99999999T999999_batch.jsonl").write_text("\n".join(messages[cut:]) + "\n")
+        cfg = load_config(workspace(base))
+        assert process_files(cfg, [data / "processing_batch_00000000T000000_history.jsonl"], move=False).ok
+    shutil.rmtree(args.work, ignore_errors=True)
+    shutil.copytree(base, args.work)
+    (args.work / "config.json").write_text((base / "config.json").read_text())
+    cfg = load_config(args.work / "config.json")
+    t = time.perf_counter()
+    run = process_files(cfg, [args.work.parent / f"split_{args.history}" / "processing_batch_99999999T999999_batch.jsonl"],
+                        move=False)
+    assert run.ok
+    return {"seconds": time.perf_counter() - t, "stages": merged_stages(run)}
+
+
+def read_json(args) -> dict:
+    import duckdb
+
+    (path,) = traffic(args.events, 1)
+    con = duckdb.connect()
+    t = time.perf_counter()
+    con.execute("CREATE TABLE raw AS SELECT * FROM read_json($p, format = 'newline_delimited', "
+                "columns = {'MessageId': 'VARCHAR', 'Attributes': 'JSON', 'Body': 'VARCHAR'})", {"p": str(path)})
+    return {"seconds": time.perf_counter() - t}
+
+
+def naive(args) -> dict:
+    """The naive route: pandas read_json of the lines, a per-row Python parse, row-wise INSERTs."""
+    import duckdb
+    import pandas as pd
+
+    (path,) = traffic(args.events, 1)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE rows (event_id VARCHAR, item_index INTEGER, user_id VARCHAR, event_name VARCHAR, "
+                "item_id VARCHAR, price DOUBLE, quantity BIGINT)")
+    t = time.perf_counter()
+    frame = pd.read_json(path, lines=True, dtype=False)
+    for body in frame["Body"]:
+        try:
+            event = wire.parse_body(body)
+        except wire.RejectedMessage:
+            continue
+        for item in event.items or [None]:
+            con.execute("INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?)", [
+                event.event_id, item and item.item_index, event.user_id, event.event_name,
+                item and item.values["item_id"], item and item.values["price"], item and item.values["quantity"]])
+    return {"seconds": time.perf_counter() - t}
+
+
+def rebuild(args) -> dict:
+    from nelo_etl import silver
+
+    base = args.work.parent / f"rebuild_base_{args.events}"
+    if not base.exists():
+        cfg = load_config(workspace(base))
+        assert process_files(cfg, traffic(args.events, 1), move=False).ok
+    cfg = load_config(base / "config.json")
+    con = connect(cfg.database_path, 60)
+    try:
+        ensure_schema(con)
+        t = time.perf_counter()
+        with transaction(con):
+            silver.rebuild(con, cfg)
+        return {"seconds": time.perf_counter() - t}
+    finally:
+        con.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("case", choices=["backfill", "incremental", "read_json", "naive", "rebuild"])
+    parser.add_argument("--events", type=int, default=0)
+    parser.add_argument("--files", type=int, default=1)
+    parser.add_argument("--history", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=0)
+    parser.add_argument("--work", type=Path, required=True)
+    args = parser.parse_args()
+    args.work.parent.mkdir(parents=True, exist_ok=True)
+    report = globals()[args.case](args)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The benchmark suite keeps working: a tiny smoke size of it (the real figures come from `make bench`)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from .conftest import ROOT
+
+
+def test_bench_smoke_writes_a_results_table(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    run = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(out),
+                          "--cases", "backfill_1_file", "incremental_on_100k", "floor_read_json",
+                          "naive_pandas_rowwise", "rebuild_silver"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    text = out.read_text()
+    for case in ("backfill_1_file", "incremental_on_100k", "floor_read_json", "naive_pandas_rowwise", "rebuild_silver"):
+        assert f"| {case} |" in text
+    assert "- commit: " in text and "- machine: " in text
+    assert "| backfill_1_file | parse |" in text            # stage timings are recorded
