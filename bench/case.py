@@ -46,6 +46,7 @@ def merged_stages(results) -> dict[str, float]:
 
 def backfill(args) -> dict:
     files = traffic(args.events, args.files)
+    shutil.rmtree(args.work, ignore_errors=True)        # every run starts from an empty warehouse
     cfg = load_config(workspace(args.work))
     t = time.perf_counter()
     run = process_files(cfg, files, move=False)
