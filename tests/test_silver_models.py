@@ -258,3 +258,18 @@ def test_users_get_a_version_at_first_purchase_and_first_installment_use(tmp_pat
         (T0, T0 + MIN, False, False, False, ["ANDROID", "IOS"]),
         (T0 + MIN, T0 + 2 * MIN, False, True, False, ["ANDROID", "IOS"]),
         (T0 + 2 * MIN, None, True, True, True, ["ANDROID", "IOS"])]
+
+
+def test_orders_sum_line_revenue_and_carry_their_session(tmp_path):
+    inst = simulate.item_text({"item_id": "B", "price": 5.0, "price_in_usd": 0.25, "quantity": 2, "coupon": "NELO10"},
+                              [simulate.param_text("number_of_installments", 3, "int_value"),
+                               simulate.param_text("discountt", 1.5, "double_value")])
+    lines = [line(T0, "view_item", [item("A", 10)]),
+             line(T0 + MIN, "purchase", [item("A", 10, 3, item_revenue=25.0, item_revenue_in_usd=1.25), inst]),
+             line(T0 + 2 * MIN, "purchase", [])]
+    con = warehouse(tmp_path, lines)
+    rows = con.execute("SELECT order_value, order_value_usd, gross_value, discount_value, units, is_installment_order, "
+                       "max_installments, has_coupon, has_discount, products, session_id = first_value(session_id) "
+                       "OVER () FROM fct_orders ORDER BY order_ts").fetchall()
+    assert rows == [(35.0, 1.75, 40.0, 1.5, 5, True, 3, True, True, ["A", "B"], True),
+                    (0.0, 0.0, 0.0, 0.0, 0, False, None, False, False, [], True)]
