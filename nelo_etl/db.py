@@ -55,16 +55,6 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT").fetchall()
 
 
-def fsync_dir_path(path: Path) -> None:
-    """fsync a folder, so a rename inside it is durable."""
-    import os
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the staging and ops tables if missing (idempotent DDL from sql/ddl/)."""
     for name in DDL_ORDER:

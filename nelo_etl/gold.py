@@ -23,7 +23,7 @@ import duckdb
 
 from . import silver, sql
 from .config import Config
-from .db import fsync_dir_path
+from .ingest import fsync_dir
 
 GOLD_DIR = sql.SQL_DIR / "gold"
 ANALYTICS_NAME = "analytics.duckdb"
@@ -107,7 +107,7 @@ def publish(cfg: Config, con: duckdb.DuckDBPyConnection) -> Path:
         os.fsync(fh.fileno())
     os.chmod(tmp, 0o440)            # read-only, for the owner and the analysts' group
     os.replace(tmp, target)
-    fsync_dir_path(target.parent)
+    fsync_dir(target.parent)
     return target
 
 

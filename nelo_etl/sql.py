@@ -87,38 +87,33 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
     bound = params_for(select_sql, params or {})
     if target.mode == "append":
         return con.execute(f"INSERT INTO {table} BY NAME {select_sql}", bound).fetchall()[0][0]
-    if target.mode == "replace":
-        # materialised first: the SELECT may read the table it replaces
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _new_rows AS {select_sql}", bound).fetchall()
-        con.execute(f"DELETE FROM {table}").fetchall()
-        written = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows").fetchall()[0][0]
-        con.execute("DROP TABLE _new_rows").fetchall()
-        return written
-    if target.mode == "overwrite_partitions":
-        if not target.key:
-            raise ValueError(f"overwrite_partitions of {table} needs partition columns")
-        keys = ", ".join(_ident(k) for k in target.key)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _new_rows AS {select_sql}", bound).fetchall()
-        match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM n.{k}" for k in (_ident(k) for k in target.key))
-        con.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM (SELECT DISTINCT {keys} FROM _new_rows) "
-                    f"AS n WHERE {match})").fetchall()
-        written = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows").fetchall()[0][0]
-        con.execute("DROP TABLE _new_rows").fetchall()
-        return written
-    if target.mode == "merge":
-        if not target.key:
-            raise ValueError(f"merge into {table} needs a key")
-        keys = ", ".join(_ident(k) for k in target.key)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _merge_rows AS {select_sql}", bound).fetchall()
-        dupes = con.execute(f"SELECT {keys}, count(*) FROM _merge_rows GROUP BY ALL HAVING count(*) > 1 LIMIT 3").fetchall()
-        if dupes:
-            raise ValueError(f"merge into {table}: the new rows repeat a key ({keys}): {dupes}")
-        match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM m.{k}" for k in (_ident(k) for k in target.key))
-        con.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM _merge_rows AS m WHERE {match})").fetchall()
-        written = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _merge_rows").fetchall()[0][0]
-        con.execute("DROP TABLE _merge_rows").fetchall()
-        return written
-    raise ValueError(f"unknown write mode {target.mode!r}")
+    if target.mode not in ("merge", "overwrite_partitions", "replace"):
+        raise ValueError(f"unknown write mode {target.mode!r}")
+    if target.mode != "replace" and not target.key:
+        raise ValueError(f"{target.mode} of {table} needs key columns")
+    # materialised first: the SELECT may read the table it rewrites
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _new_rows AS {select_sql}", bound).fetchall()
+    try:
+        if target.mode == "replace":
+            con.execute(f"DELETE FROM {table}").fetchall()
+        else:
+            keys = ", ".join(_ident(k) for k in target.key)
+            if target.mode == "merge":
+                dupes = con.execute(f"SELECT {keys}, count(*) FROM _new_rows GROUP BY ALL HAVING count(*) > 1 "
+                                    "LIMIT 3").fetchall()
+                if dupes:
+                    raise ValueError(f"merge into {table}: the new rows repeat a key ({keys}): {dupes}")
+            # the rows of every key (merge) or partition (overwrite) present in the new rows go
+            match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM n.{k}" for k in (_ident(k) for k in target.key))
+            con.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM (SELECT DISTINCT {keys} FROM _new_rows) "
+                        f"AS n WHERE {match})").fetchall()
+        return con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows").fetchall()[0][0]
+    finally:
+        try:
+            con.execute("DROP TABLE IF EXISTS _new_rows").fetchall()
+        except duckdb.Error:
+            pass    # the transaction failed already; that error is the one to report
+
 
 
 # --------------------------------------------------------------------------------------------
