@@ -463,8 +463,3 @@ def json_quote(text: str) -> str:
 
 
 _js = json.encoder.encode_basestring  # type: ignore[attr-defined]
-
-
-def codes_of(items: Iterable[ParsedItem]) -> set[str]:
-    """All discount codes carried by the items (handy in tests and reports)."""
-    return {c for item in items for c in item.discount_codes}

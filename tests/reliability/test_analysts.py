@@ -6,7 +6,6 @@ import sys
 
 from nelo_etl.simulate import SimConfig, Simulator, write_batches
 
-from ..conftest import ROOT
 from ..test_staging import run_ps
 
 

@@ -3,20 +3,16 @@ stays committed; no credential leaks; files are owner-only; config values never 
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
-import duckdb
 
-from nelo_etl import cli, gold
+from nelo_etl import cli
 
 from ..conftest import ROOT, SAMPLES, copy_samples, write_config
-from ..silver_helpers import silver_tables
 from ..test_etl import fast_queue_config, run_etl, send
 from ..test_staging import SAMPLE_NAME, query, run_ps
 
