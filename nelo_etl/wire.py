@@ -11,7 +11,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 #: The item keys of the Java toString, in the order the producer writes them.
 ITEM_KEYS: tuple[str, ...] = (
