@@ -88,9 +88,8 @@ def main() -> int:
         cases = [
             ("backfill_1_file", ["backfill", "--events", str(backfill), "--files", "1"], backfill),
             ("backfill_64_files", ["backfill", "--events", str(backfill), "--files", "64"], backfill),
-            ("incremental_on_100k", ["incremental", "--history", str(n(100_000)), "--batch", str(batch)], batch),
-            ("incremental_on_1M", ["incremental", "--history", str(n(1_000_000)), "--batch", str(batch)], batch),
-            ("incremental_on_5M", ["incremental", "--history", str(n(5_000_000)), "--batch", str(batch)], batch),
+            *[(f"incremental_on_{label}", ["incremental", "--history", str(n(size)), "--batch", str(batch)], batch)
+              for label, size in (("100k", 100_000), ("1M", 1_000_000), ("5M", 5_000_000))],
             ("floor_read_json", ["read_json", "--events", str(backfill)], backfill),
             ("naive_pandas_rowwise", ["naive", "--events", str(n(100_000))], n(100_000)),
             ("rebuild_silver", ["rebuild", "--events", str(backfill)], backfill),
@@ -105,7 +104,7 @@ def main() -> int:
                 rss.append(peak)
                 reports.append(report)
             median = statistics.median(walls)
-            row = {"case": name, "events": events, "median_s": median, "events_per_s": events / median,
+            row = {"case": name, "events": events, "args": " ".join(case_args), "median_s": median, "events_per_s": events / median,
                    "peak_rss_mb": max(rss), "runs": [round(w, 3) for w in walls],
                    "stages": reports[len(reports) // 2].get("stages", {})}
             rows.append(row)
@@ -126,10 +125,11 @@ def write_results(path: Path, rows: list[dict], scale: float, runs: int) -> None
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- commit: {commit()}",
         f"- scale: {scale} of the full sizes, {runs} run(s) per case, medians (`python -m bench --scale {scale}`)", "",
-        "| case | events | median s | events/s | peak RSS MB | runs (s) |", "|---|---:|---:|---:|---:|---|",
+        "Case names give the full-scale sizes; the `args` column gives the sizes of this run.", "",
+        "| case | args | events | median s | events/s | peak RSS MB | runs (s) |", "|---|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['events']:,} | {r['median_s']:.2f} | {r['events_per_s']:,.0f} | "
+        lines.append(f"| {r['case']} | `{r.get('args', '')}` | {r['events']:,} | {r['median_s']:.2f} | {r['events_per_s']:,.0f} | "
                      f"{r['peak_rss_mb']:.0f} | {', '.join(map(str, r['runs']))} |")
     lines += ["", "## Stages (median run of each case)", "", "| case | stage | seconds |", "|---|---|---:|"]
     for r in rows:
