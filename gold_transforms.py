@@ -41,7 +41,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         else:
             sys.stdout.write(text)
         return cli.EXIT_OK
-    con = connect(cfg.database_path, cfg.db_lock_timeout_seconds)
+    con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
     try:
         ensure_schema(con)
         timings = gold.refresh(cfg, con)

@@ -23,7 +23,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             print("nothing rebuilt: per-batch Silver runs inside process_staging.py; --rebuild to rebuild all")
         return cli.EXIT_OK
     t0 = time.monotonic()
-    con = connect(cfg.database_path, cfg.db_lock_timeout_seconds)
+    con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
     try:
         ensure_schema(con)
         with transaction(con):

@@ -98,6 +98,8 @@ def main() -> int:
             if args.cases and name not in args.cases:
                 continue
             walls, rss, reports = [], [], []
+            if case_args[0] in ("incremental", "rebuild"):   # the history is built untimed, in its own child
+                run_case(case_args + ["--work", str(work / name), "--prepare"])
             for _ in range(runs):
                 wall, peak, report = run_case(case_args + ["--work", str(work / name)])
                 walls.append(report.get("seconds", wall))

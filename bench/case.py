@@ -67,6 +67,8 @@ def incremental(args) -> dict:
         (data / "processing_batch_99999999T999999_batch.jsonl").write_text("\n".join(messages[cut:]) + "\n")
         cfg = load_config(workspace(base))
         assert process_files(cfg, [data / "processing_batch_00000000T000000_history.jsonl"], move=False).ok
+    if args.prepare:
+        return {"seconds": 0.0}
     shutil.rmtree(args.work, ignore_errors=True)
     shutil.copytree(base, args.work)
     (args.work / "config.json").write_text((base / "config.json").read_text())
@@ -119,8 +121,10 @@ def rebuild(args) -> dict:
     if not base.exists():
         cfg = load_config(workspace(base))
         assert process_files(cfg, traffic(args.events, 1), move=False).ok
+    if args.prepare:
+        return {"seconds": 0.0}
     cfg = load_config(base / "config.json")
-    con = connect(cfg.database_path, 60)
+    con = connect(cfg.database_path, 60, memory_limit=cfg.duckdb_memory_limit)
     try:
         ensure_schema(con)
         t = time.perf_counter()
@@ -139,6 +143,7 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=0)
     parser.add_argument("--batch", type=int, default=0)
     parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--prepare", action="store_true", help="only build what the case reads (untimed)")
     args = parser.parse_args()
     args.work.parent.mkdir(parents=True, exist_ok=True)
     report = globals()[args.case](args)

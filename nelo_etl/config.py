@@ -53,6 +53,9 @@ class Settings(BaseModel):
         14 * 24 * 3600, ge=0, description="how long a MessageId is remembered as written (the queue's retention)")
     parser: Literal["python", "duckdb"] = Field(
         "python", description="how staging parses batch files: the Python contract parser, or DuckDB SQL with the Python parser for the lines it cannot vouch for (same rows; see README)")
+    duckdb_memory_limit: str = Field(
+        "1.5GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory limit for the job; beyond it DuckDB spills to <database>.tmp/")
     db_lock_timeout_seconds: float = Field(
         60.0, ge=0, description="how long to retry when another process holds the database")
     session_timeout_minutes: float = Field(30.0, gt=0, description="a gap longer than this starts a new session")

@@ -22,13 +22,16 @@ class DatabaseBusy(Exception):
     """Another process holds the database file."""
 
 
-def connect(path: Path, timeout_s: float, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the DuckDB file, retrying while another process holds its lock (DuckDB does not wait)."""
+def connect(path: Path, timeout_s: float, read_only: bool = False,
+            memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file, retrying while another process holds its lock (DuckDB does not wait).
+    ``memory_limit`` goes through DuckDB's connect config, never through SQL text."""
     deadline = time.monotonic() + timeout_s
     delay = 0.1
+    config = {"memory_limit": memory_limit} if memory_limit else {}
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise

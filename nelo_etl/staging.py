@@ -27,7 +27,7 @@ from .ingest import crash_point, fsync_dir
 
 log = logging.getLogger("nelo_etl.staging")
 
-CHUNK_LINES = 50_000
+CHUNK_LINES = 10_000     # lines parsed into one Arrow chunk: bounds the parser's memory
 STG_EVENTS = sql.Target("stg_events", "append")
 DEAD_LETTERS = sql.Target("dead_letter_messages", "merge", ("source_sha256", "line_number"))
 
@@ -243,7 +243,7 @@ def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | No
     sha = sha256_of(path)
     batch_id = path.name.removesuffix(".jsonl")
     result = FileResult(path.name, "committed")
-    con = connect(cfg.database_path, cfg.db_lock_timeout_seconds)
+    con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
     try:
         ensure_schema(con)
         if not reprocess and already_loaded(con, sha):
@@ -436,7 +436,7 @@ def refresh_gold_layer(cfg: Config) -> dict[str, float] | str:
     from . import gold
 
     try:
-        con = connect(cfg.database_path, cfg.db_lock_timeout_seconds)
+        con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
         try:
             return gold.refresh(cfg, con)
         finally:
