@@ -27,7 +27,11 @@ def test_a_run_that_outlasts_its_slot_makes_the_next_one_skip(project, queue):
     fast_queue_config(project, visibility=30)
     sent = send(sqs, url, 50)
     slow = start_etl(project, sqs.meta.endpoint_url, url, NELO_PAUSE_AT="while_polling:4")
-    time.sleep(1.5)                                      # the slow run holds the lock by now
+    raw = project / "work" / "raw.jsonl.part"
+    deadline = time.monotonic() + 60
+    while not (raw.exists() and raw.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.05)                                 # polling has begun: the lock is held
+    assert raw.exists(), "the slow run never started polling"
     quick = start_etl(project, sqs.meta.endpoint_url, url)
     q_out, q_err = quick.communicate(timeout=60)
     s_out, s_err = slow.communicate(timeout=120)
