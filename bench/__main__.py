@@ -138,6 +138,9 @@ def write_results(path: Path, rows: list[dict], scale: float, runs: int) -> None
         for stage, seconds in sorted(r["stages"].items(), key=lambda kv: -kv[1])[:8]:
             lines.append(f"| {r['case']} | {stage} | {seconds:.3f} |")
     lines += ["", "## Against the targets (2 cores, medians)", ""]
+    if scale != 1:
+        lines += [f"A scaled run: every size is {scale} of the one a target names (see `args`); compare rates "
+                  "and ratios, not seconds.", ""]
     if "backfill_1_file" in by:
         r = by["backfill_1_file"]
         lines.append(f"- 1M-event backfill end to end <= 30 s, peak RSS <= 2 GB: {r['median_s']:.1f} s and "
