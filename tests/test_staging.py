@@ -225,3 +225,21 @@ def test_both_parsers_give_the_same_rows(project, tmp_path):
         assert results["python"] == results["duckdb"], path
         if path == Path(chaos):
             assert 0 <= fell_back < 0.1 * len(messages)                   # DuckDB did most of the work
+
+
+def test_parallel_parsing_equals_serial_parsing(project, tmp_path, monkeypatch):
+    cfg = load_config(project / "config.json")
+    messages = Simulator(SimConfig.chaos(events=2500, seed=13, bad_rate=0.02)).messages()
+    (path,) = write_batches(messages, str(tmp_path), batches=1)
+    monkeypatch.setattr(staging, "CHUNK_LINES", 300)          # many chunks, out of a small file
+    monkeypatch.setattr(staging, "PARALLEL_MIN_LINES", 1)
+    results = []
+    for workers in (1, 2):
+        con = duckdb.connect()
+        dead: list = []
+        staging.create_parse_tables(con)
+        staging.parse_with_python(con, cfg, Path(path), dead, workers=workers)
+        results.append((con.execute("SELECT * FROM parsed_items ORDER BY line_number, item_index").fetchall(),
+                        con.execute("SELECT * FROM rejected_lines ORDER BY line_number").fetchall(), dead))
+        con.close()
+    assert results[0] == results[1] and results[0][2]
