@@ -22,7 +22,7 @@ _PARAM_RE = re.compile(r"(?<![\w$])\$([A-Za-z_]\w*)")
 _COMMENT_RE = re.compile(r"--[^\n]*")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-Mode = Literal["append", "merge", "overwrite_partitions", "replace"]
+Mode = Literal["append", "merge", "overwrite_partitions", "overwrite_from", "replace"]
 
 
 @lru_cache(maxsize=None)
@@ -67,6 +67,9 @@ class Target:
     table: str
     mode: Mode
     key: Sequence[str] = ()
+    #: overwrite_from: (column of the table, column of the new rows): a partition's rows from that
+    #: point on are replaced; earlier rows stay
+    since: tuple[str, str] | None = None
 
 
 def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
@@ -81,13 +84,16 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
                them: rows of those partitions that the SELECT no longer returns are removed (a
                late event can merge two sessions: the old second session must go). Spark's
                dynamic partition overwrite.
+    - overwrite_from: like overwrite_partitions, but only the partition's rows whose
+               ``since[0]`` is at or after the new rows' ``since[1]`` go: an SCD2 history is
+               recomputed from the version a late observation can change, not from its start.
     - replace: the table becomes exactly the rows.
     """
     table = _ident(target.table)
     bound = params_for(select_sql, params or {})
     if target.mode == "append":
         return con.execute(f"INSERT INTO {table} BY NAME {select_sql}", bound).fetchall()[0][0]
-    if target.mode not in ("merge", "overwrite_partitions", "replace"):
+    if target.mode not in ("merge", "overwrite_partitions", "overwrite_from", "replace"):
         raise ValueError(f"unknown write mode {target.mode!r}")
     if target.mode != "replace" and not target.key:
         raise ValueError(f"{target.mode} of {table} needs key columns")
@@ -105,6 +111,12 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
                     raise ValueError(f"merge into {table}: the new rows repeat a key ({keys}): {dupes}")
             # the rows of every key (merge) or partition (overwrite) present in the new rows go
             match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM n.{k}" for k in (_ident(k) for k in target.key))
+            if target.mode == "overwrite_from":
+                if not target.since:
+                    raise ValueError(f"overwrite_from of {table} needs since=(column, new-rows column)")
+                column, start = (_ident(c) for c in target.since)
+                keys += f", {start}"
+                match += f" AND t.{column} >= n.{start}"
             con.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM (SELECT DISTINCT {keys} FROM _new_rows) "
                         f"AS n WHERE {match})").fetchall()
         return con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows").fetchall()[0][0]

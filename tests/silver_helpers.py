@@ -12,7 +12,7 @@ from nelo_etl.config import Config, load_config
 from .conftest import ROOT
 
 #: Load metadata: which load first saw a row. Everything else must not depend on batching.
-LOAD_METADATA = {"first_load_id", "first_batch_id"}
+LOAD_METADATA = {"first_load_id", "first_batch_id", "recomputed_from_ts"}
 
 
 def make_project(base: Path) -> Config:

@@ -1,17 +1,45 @@
 -- dim_products: each product's price history over event time (metrics.md: Product price history, SCD2).
 -- Grain: one row per product version. Key: (item_id, valid_from).
--- Loaded: overwrite the item_id partitions that load $load_id observed (all when null): a late
---         observation can split an old version, so a touched product's history is rebuilt whole.
--- Reads: fct_event_items.
+-- Loaded: overwrite_from, per product the load $load_id observed: its versions are recomputed
+--         from the version before the one in force at the batch's earliest observation (a late
+--         observation can split that one, or end it), and earlier versions stay as they are.
+--         With $load_id null (--rebuild) every product is recomputed from its first observation.
+-- Reads: fct_event_items, dim_products (itself: where to restart).
 WITH touched AS (
-    SELECT DISTINCT item_id
+    SELECT item_id, min(event_timestamp_us) AS first_new_us
     FROM fct_event_items
-    WHERE ($load_id IS NULL OR first_load_id = $load_id) AND item_id IS NOT NULL
+    WHERE ($load_id IS NULL OR first_load_id = $load_id) AND item_id IS NOT NULL AND price IS NOT NULL
+    GROUP BY item_id
+),
+kept_versions AS (
+    SELECT d.item_id, epoch_us(d.valid_from) AS from_us, t.first_new_us
+    FROM dim_products AS d
+    JOIN touched AS t USING (item_id)
+    WHERE $load_id IS NOT NULL
+),
+in_force AS (
+    SELECT item_id, max(from_us) AS in_force_us FROM kept_versions WHERE from_us <= first_new_us GROUP BY item_id
+),
+restart AS (
+    -- restart at the version before the one in force (its start is older than anything new);
+    -- no such version: recompute the product from its first observation
+    SELECT t.item_id,
+           coalesce(max(k.from_us), -9223372036854775808)      AS restart_us
+    FROM touched AS t
+    LEFT JOIN in_force AS f USING (item_id)
+    LEFT JOIN kept_versions AS k ON k.item_id = t.item_id AND k.from_us < f.in_force_us
+    GROUP BY t.item_id
+),
+kept_count AS (
+    SELECT r.item_id, count(k.from_us) AS versions_before
+    FROM restart AS r
+    LEFT JOIN kept_versions AS k ON k.item_id = r.item_id AND k.from_us < r.restart_us
+    GROUP BY r.item_id
 ),
 observations AS (
     SELECT i.item_id, i.event_timestamp_us, i.event_id, i.item_index, i.price, i.price_in_usd, i.item_name
     FROM fct_event_items AS i
-    SEMI JOIN touched AS t ON i.item_id = t.item_id
+    JOIN restart AS r ON i.item_id = r.item_id AND i.event_timestamp_us >= r.restart_us
     WHERE i.price IS NOT NULL
 ),
 per_instant AS (
@@ -26,26 +54,22 @@ changes AS (
 ),
 versions AS (
     -- a new version starts where the price differs from the version in force (A -> B -> A is three)
-    SELECT item_id, event_timestamp_us AS from_us, price, price_in_usd
+    SELECT item_id, event_timestamp_us AS from_us, price, price_in_usd, item_name
     FROM changes
     WHERE previous_price IS NULL OR price <> previous_price
-),
-latest_name AS (
-    SELECT item_id, item_name
-    FROM observations
-    WHERE item_name IS NOT NULL
-    QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY event_timestamp_us DESC, event_id DESC, item_index) = 1
 )
 SELECT
     v.item_id || '@' || v.from_us::VARCHAR                         AS product_version_id,
     v.item_id,
-    n.item_name,
+    v.item_name,                                                   -- as named when the version began
     v.price,
     v.price_in_usd,
-    row_number() OVER w                                            AS version_number,
+    c.versions_before + row_number() OVER w                        AS version_number,
     make_timestamp(v.from_us)                                      AS valid_from,
     make_timestamp(lead(v.from_us) OVER w)                         AS valid_to,
-    lead(v.from_us) OVER w IS NULL                                 AS is_current
+    lead(v.from_us) OVER w IS NULL                                 AS is_current,
+    make_timestamp(greatest(r.restart_us, -62135596800000000))    AS recomputed_from_ts  -- load metadata
 FROM versions AS v
-LEFT JOIN latest_name AS n USING (item_id)
+JOIN restart AS r USING (item_id)
+JOIN kept_count AS c USING (item_id)
 WINDOW w AS (PARTITION BY v.item_id ORDER BY v.from_us)
