@@ -63,25 +63,28 @@ def model_params(cfg: Config, params: Mapping[str, Any]) -> dict[str, Any]:
                 current_campaign_days=float(cfg.current_campaign_days))
 
 
-def table_exists(con: Any, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = $n AND NOT temporary",
-                            {"n": name}).fetchall()[0][0])
+def existing_tables(con: Any) -> set[str]:
+    """The warehouse's persistent tables: one catalog query a batch, not one a model."""
+    return {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
 
 
-def ensure_table(con: Any, model: Model, select_sql: str, params: Mapping[str, Any]) -> None:
-    if not table_exists(con, model.name):
+def ensure_table(con: Any, model: Model, select_sql: str, params: Mapping[str, Any], existing: set[str]) -> None:
+    """Create the model's table from its SELECT's shape, unless it is in ``existing``."""
+    if model.name not in existing:
         con.execute(f"CREATE TABLE {model.name} AS SELECT * FROM ({select_sql}) LIMIT 0",
                     sql.params_for(select_sql, params)).fetchall()
+        existing.add(model.name)
 
 
 def apply_batch(con: Any, cfg: Config, params: Mapping[str, Any]) -> dict[str, float]:
     """Run every Silver model for the rows of load ``params['load_id']``; seconds per model."""
     bound = model_params(cfg, params)
+    existing = existing_tables(con)
     seconds = {}
     for model in MODELS:
         started = time.perf_counter()
         select_sql = sql.read_sql(model.path)
-        ensure_table(con, model, select_sql, bound)
+        ensure_table(con, model, select_sql, bound, existing)
         sql.write(con, model.incremental, select_sql, bound)
         seconds[model.name] = time.perf_counter() - started
     return seconds
@@ -91,7 +94,8 @@ def rebuild(con: Any, cfg: Config) -> dict[str, int]:
     """Every Silver table from all of stg_events (the caller holds the transaction): each table
     is emptied first, then every model runs once over everything (``$load_id`` null)."""
     bound = model_params(cfg, {"load_id": None, "batch_id": None})
+    existing = existing_tables(con)
     for model in MODELS:
-        ensure_table(con, model, sql.read_sql(model.path), bound)
+        ensure_table(con, model, sql.read_sql(model.path), bound, existing)
         con.execute(f"DELETE FROM {model.name}").fetchall()
     return {model.name: sql.write(con, model.incremental, sql.read_sql(model.path), bound) for model in MODELS}

@@ -42,7 +42,7 @@ def sql_path(layer: str, name: str) -> Path:
 def params_for(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The subset of ``params`` that ``sql`` uses (DuckDB rejects unused named parameters);
     a parameter the SQL needs but nobody gave is an error naming it."""
-    wanted = set(_PARAM_RE.findall(_COMMENT_RE.sub("", sql)))
+    wanted = set(_PARAM_RE.findall(strip_comments(sql)))
     missing = wanted - set(params)
     if missing:
         raise KeyError(f"SQL needs parameters {sorted(missing)}")

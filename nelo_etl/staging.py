@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
-from . import sql, wire
+from . import gold, silver, sql, wire
 from .config import Config
 from .db import DatabaseBusy, connect, ensure_schema, transaction
 from .ingest import crash_point, fsync_dir
@@ -236,8 +236,6 @@ def move_to(path: Path, folder: Path) -> Path:
 
 def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | None = None) -> FileResult:
     """Load one batch file in one transaction. Raises on failure (the database is unchanged)."""
-    from . import silver   # the Silver hook, run inside this file's transaction
-
     t0 = time.monotonic()
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     sha = sha256_of(path)
@@ -327,8 +325,9 @@ def count_lines(path: Path) -> int:
     return lines + (last != b"\n")
 
 
-#: Files with at least this many lines are parsed on every core (worker processes).
-PARALLEL_MIN_LINES = 40_000
+#: Files of at least this size (about 40k messages) are parsed on every core (worker processes);
+#: judged by the size, so deciding costs no extra read of the file.
+PARALLEL_MIN_BYTES = 80 * 2**20
 
 
 def parse_with_python(con: Any, cfg: Config, path: Path, dead_letters: list[dict[str, Any]],
@@ -340,7 +339,7 @@ def parse_with_python(con: Any, cfg: Config, path: Path, dead_letters: list[dict
     if only is not None:
         lines = ((n, line) for n, line in lines if n in only)
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    if workers > 1 and only is None and count_lines(path) >= PARALLEL_MIN_LINES:
+    if workers > 1 and only is None and path.stat().st_size >= PARALLEL_MIN_BYTES:
         append_parsed(con, _parse_in_parallel(lines, cfg.experiment_pattern, dead_letters, workers))
     else:
         append_parsed(con, parse_lines(lines, cfg.experiment_pattern, dead_letters))
@@ -476,8 +475,6 @@ def process_files(cfg: Config, paths: Sequence[Path], reprocess: bool = False,
 def refresh_gold_layer(cfg: Config) -> dict[str, float] | str:
     """Gold views and the analysts' file after committed loads. A failure here loses no data (the
     batches are committed): it is reported, and the next run publishes again."""
-    from . import gold
-
     try:
         con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
         try:

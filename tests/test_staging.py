@@ -232,7 +232,7 @@ def test_parallel_parsing_equals_serial_parsing(project, tmp_path, monkeypatch):
     messages = Simulator(SimConfig.chaos(events=2500, seed=13, bad_rate=0.02)).messages()
     (path,) = write_batches(messages, str(tmp_path), batches=1)
     monkeypatch.setattr(staging, "CHUNK_LINES", 300)          # many chunks, out of a small file
-    monkeypatch.setattr(staging, "PARALLEL_MIN_LINES", 1)
+    monkeypatch.setattr(staging, "PARALLEL_MIN_BYTES", 1)
     results = []
     for workers in (1, 2):
         con = duckdb.connect()
