@@ -52,7 +52,7 @@ class Settings(BaseModel):
     message_cache_ttl_seconds: int = Field(
         14 * 24 * 3600, ge=0, description="how long a MessageId is remembered as written (the queue's retention)")
     parser: Literal["python", "duckdb"] = Field(
-        "python", description="how staging parses batch files: the Python contract parser, or DuckDB SQL with the Python parser for the lines it cannot vouch for (same rows; see README)")
+        "duckdb", description="how staging parses batch files: DuckDB SQL, which leaves the lines it cannot vouch for to the Python contract parser, or the Python contract parser alone (same rows; see README)")
     duckdb_memory_limit: str = Field(
         "1.5GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="DuckDB's memory limit for the job; beyond it DuckDB spills to <database>.tmp/")

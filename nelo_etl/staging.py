@@ -249,14 +249,17 @@ def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | No
             return result
         dead_letters: list[dict[str, Any]] = []
         clock = _Clock(result.timings)
+        # Parsing fills temp tables only, so it runs before the transaction: a DuckDB error while
+        # parsing (say, invalid UTF-8) then leaves no aborted transaction behind, and the
+        # contract parser can take over on the same connection.
+        create_parse_tables(con)
+        if (parser or cfg.parser) == "duckdb":
+            result.python_parsed_lines = parse_with_duckdb(con, cfg, path, dead_letters)
+        else:
+            parse_with_python(con, cfg, path, dead_letters)
+        clock.lap("parse")
         with transaction(con):
             load_id = con.execute("SELECT nextval('etl_load_id_seq')").fetchall()[0][0]
-            create_parse_tables(con)
-            if (parser or cfg.parser) == "duckdb":
-                result.python_parsed_lines = parse_with_duckdb(con, cfg, path, dead_letters)
-            else:
-                parse_with_python(con, cfg, path, dead_letters)
-            clock.lap("parse")
             crash_point("during_load")
             params = {"load_id": load_id, "batch_id": batch_id, "source_file": path.name, "source_sha256": sha}
             messages = con.execute("SELECT count(DISTINCT line_number) FROM parsed_items").fetchall()[0][0]
@@ -400,10 +403,21 @@ def parse_with_duckdb(con: Any, cfg: Config, path: Path, dead_letters: list[dict
         con.execute("DROP TABLE parsed_lines").fetchall()
         parse_with_python(con, cfg, path, dead_letters)
         return -1
-    items_sql = sql.read_sql(sql.sql_path("staging", "parsed_items"))
-    con.execute(f"INSERT INTO parsed_items BY NAME {items_sql}").fetchall()
+    for statement in sql.strip_comments(sql.read_sql(sql.sql_path("staging", "macros"))).split(";"):
+        if statement.strip():
+            con.execute(statement).fetchall()
+    items_sql = sql.read_sql(sql.sql_path("staging", "parsed_line_items"))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE parsed_line_items AS {items_sql}",
+                sql.params_for(items_sql, params)).fetchall()
+    # a line is accepted when DuckDB vouches for the event and for every one of its items
+    con.execute("ALTER TABLE parsed_lines ADD COLUMN accepted BOOLEAN").fetchall()
+    con.execute("UPDATE parsed_lines SET accepted = event_ok AND line_number NOT IN "
+                "(SELECT line_number FROM parsed_line_items WHERE NOT item_ok)").fetchall()
+    rows_sql = sql.read_sql(sql.sql_path("staging", "parsed_items"))
+    con.execute(f"INSERT INTO parsed_items BY NAME {rows_sql}").fetchall()
     fallback = {n for (n,) in con.execute("SELECT line_number FROM parsed_lines WHERE NOT accepted").fetchall()}
     con.execute("DROP TABLE parsed_lines").fetchall()
+    con.execute("DROP TABLE parsed_line_items").fetchall()
     if fallback:
         parse_with_python(con, cfg, path, dead_letters, only=fallback)
     return len(fallback)

@@ -1,9 +1,10 @@
--- parsed_items (DuckDB path): the accepted lines of parsed_lines, one row per item row.
+-- parsed_items (DuckDB path): the accepted lines of parsed_lines with their items, one row per item row.
 -- Grain: one row per (line_number, item_index); item_index null for an event without items.
 -- Key: (line_number, item_index).
 -- Loaded: appended to the temp table parsed_items, which stg_events.sql reads; the lines not
 --         accepted are parsed by nelo_etl.wire and appended to the same table.
--- Reads: parsed_lines (temp table from parsed_lines.sql).
+-- Reads: parsed_lines and parsed_line_items (temp tables; parsed_lines.accepted is set by
+--        process_staging.py: event_ok and every item item_ok).
 SELECT
     p.line_number,
     p.message_id,
@@ -15,7 +16,7 @@ SELECT
     p.event_name,
     p.platform,
     p.replay_timestamp,
-    len(p.items)::INTEGER AS item_count,
+    count(it.item_index) OVER (PARTITION BY p.line_number)::INTEGER AS item_count,
     it.item_index,
     it.item_id, it.item_name, it.item_brand, it.item_variant,
     it.item_category, it.item_category2, it.item_category3, it.item_category4, it.item_category5,
@@ -30,5 +31,5 @@ SELECT
     NULL::VARCHAR AS extra_fields,              -- lines with extra body fields take the Python path
     CASE WHEN coalesce(it.item_index, 0) = 0 THEN p.raw_body END AS raw_body
 FROM parsed_lines AS p
-LEFT JOIN LATERAL (SELECT unnest(p.items) AS it) AS u ON TRUE
+LEFT JOIN parsed_line_items AS it USING (line_number)
 WHERE p.accepted
