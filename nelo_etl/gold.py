@@ -13,7 +13,9 @@ import csv
 import io
 import json
 import os
+import logging
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +27,12 @@ from . import silver, sql
 from .config import Config
 from .ingest import fsync_dir
 
+log = logging.getLogger("nelo_etl.gold")
+
 GOLD_DIR = sql.SQL_DIR / "gold"
 ANALYTICS_NAME = "analytics.duckdb"
+#: The job's private, incrementally kept copy the analytics file is copied from.
+BASE_NAME = ".analytics_base.duckdb"
 #: What analysts get besides Silver: the ledger (freshness) and dead letters (without raw bodies).
 EXTRA_TABLES = {"etl_batches": "SELECT * FROM etl_batches",
                 "dead_letter_messages": "SELECT * EXCLUDE (raw_body) FROM dead_letter_messages"}
@@ -82,17 +88,32 @@ def analytics_path(cfg: Config) -> Path:
     return Path(cfg.database_path).with_name(ANALYTICS_NAME)
 
 
-def publish(cfg: Config, con: duckdb.DuckDBPyConnection) -> Path:
-    """Build the analytics file from the open warehouse connection and swap it in atomically."""
+def base_path(cfg: Config) -> Path:
+    """The job's own copy of what analysts get, kept up to date incrementally; never opened by
+    anyone else, so the job can always write it."""
+    return Path(cfg.database_path).with_name(BASE_NAME)
+
+
+def publish(cfg: Config, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Bring the base copy of Silver up to date, then publish a copy of it with the ledger, the
+    dead letters and the views as the analytics file (temp file, atomic rename).
+
+    The base copy takes only the rows the loads since the last publication rewrote (the keys
+    ``publish_journal`` names), so its cost follows the batch, not the warehouse; a missing,
+    unreadable or differently shaped base, or a ``--rebuild``, copies everything once. What still
+    grows with the warehouse is the final file copy, at disk speed."""
     target = analytics_path(cfg)
+    base = base_path(cfg)
+    stats = update_base(con, base)
     tmp = target.with_name(f".{ANALYTICS_NAME}.{os.getpid()}.tmp")
     for leftover in (tmp, Path(str(tmp) + ".wal")):
         leftover.unlink(missing_ok=True)
+    shutil.copyfile(base, tmp)
+    if Path(str(base) + ".wal").exists():         # normally checkpointed away; copied if not
+        shutil.copyfile(Path(str(base) + ".wal"), Path(str(tmp) + ".wal"))
     con.execute("ATTACH $path AS publish_db", {"path": str(tmp)}).fetchall()
     try:
-        tables = [m.name for m in silver.MODELS]
-        for name in tables:
-            con.execute(f"CREATE TABLE publish_db.{name} AS SELECT * FROM {name}").fetchall()
+        con.execute("DROP TABLE publish_db._publish_state").fetchall()
         for name, select in EXTRA_TABLES.items():
             con.execute(f"CREATE TABLE publish_db.{name} AS {select}").fetchall()
     finally:
@@ -108,7 +129,94 @@ def publish(cfg: Config, con: duckdb.DuckDBPyConnection) -> Path:
     os.chmod(tmp, 0o440)            # read-only, for the owner and the analysts' group
     os.replace(tmp, target)
     fsync_dir(target.parent)
-    return target
+    return stats
+
+
+def update_base(con: duckdb.DuckDBPyConnection, base: Path) -> dict[str, Any]:
+    """Apply the journal to the base copy (one transaction on the base file), then trim the
+    journal. Returns {"publish_mode": "full" | "incremental", "publish_keys": keys applied}."""
+    tables = [m.name for m in silver.MODELS]
+    upto = con.execute("SELECT coalesce(max(journal_id), 0) FROM publish_journal").fetchall()[0][0]
+    try:
+        con.execute("ATTACH $path AS pub_base", {"path": str(base)}).fetchall()
+    except duckdb.Error:
+        log.warning("the publication base %s is unreadable; rebuilding it", base)
+        for leftover in (base, Path(str(base) + ".wal")):
+            leftover.unlink(missing_ok=True)
+        con.execute("ATTACH $path AS pub_base", {"path": str(base)}).fetchall()
+    try:
+        done = _base_state(con, tables)
+        pending = [] if done is None else con.execute(
+            "SELECT table_name, max(key_json = '*') AS whole, count(*) FROM publish_journal "
+            "WHERE journal_id > $done AND journal_id <= $upto GROUP BY table_name",
+            {"done": done, "upto": upto}).fetchall()
+        full = done is None
+        con.execute("BEGIN TRANSACTION").fetchall()
+        try:
+            if full:
+                for name in tables:
+                    con.execute(f"CREATE OR REPLACE TABLE pub_base.{name} AS SELECT * FROM main.{name}").fetchall()
+                con.execute("CREATE OR REPLACE TABLE pub_base._publish_state (journal_id BIGINT, tables VARCHAR)").fetchall()
+                con.execute("INSERT INTO pub_base._publish_state VALUES (0, $t)", {"t": ",".join(tables)}).fetchall()
+            for name, whole, _count in pending:
+                if whole:
+                    con.execute(f"DELETE FROM pub_base.{name}").fetchall()
+                    con.execute(f"INSERT INTO pub_base.{name} SELECT * FROM main.{name}").fetchall()
+                else:
+                    _apply_keys(con, name, done, upto)
+            con.execute("UPDATE pub_base._publish_state SET journal_id = $upto", {"upto": upto}).fetchall()
+            con.execute("COMMIT").fetchall()
+        except BaseException:
+            con.execute("ROLLBACK").fetchall()
+            raise
+        con.execute("CHECKPOINT pub_base").fetchall()
+    finally:
+        con.execute("DETACH pub_base").fetchall()
+    # the base holds everything up to `upto` now; a crash before this delete only leaves rows
+    # the next publication skips (they are at or below the base's journal_id)
+    con.execute("DELETE FROM publish_journal WHERE journal_id <= $upto", {"upto": upto}).fetchall()
+    return {"publish_mode": "full" if full else "incremental",
+            "publish_keys": sum(c for _, _, c in pending)}
+
+
+def _base_state(con: duckdb.DuckDBPyConnection, tables: list[str]) -> int | None:
+    """The journal id the base copy is complete up to; None when it must be built whole (new,
+    from another version of the Silver models, or columns that no longer match)."""
+    try:
+        (state,) = con.execute("SELECT journal_id, tables FROM pub_base._publish_state").fetchall()
+    except (duckdb.Error, ValueError):
+        return None
+    if state[1] != ",".join(tables):
+        return None
+    shapes = con.execute(
+        "SELECT database_name = 'pub_base', table_name, list(column_name || ' ' || data_type ORDER BY column_index) "
+        "FROM duckdb_columns() WHERE database_name IN ('pub_base', current_database()) AND schema_name = 'main' "
+        "GROUP BY ALL").fetchall()
+    mine = {t: cols for is_base, t, cols in shapes if not is_base and t in tables}
+    theirs = {t: cols for is_base, t, cols in shapes if is_base and t in tables}
+    return state[0] if mine == theirs else None
+
+
+def _apply_keys(con: duckdb.DuckDBPyConnection, name: str, done: int, upto: int) -> None:
+    """Replace in the base the rows of ``name`` whose key the journal names (delete, then copy)."""
+    columns = dict(con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = $t", {"t": name}).fetchall())
+    keys = json.loads(con.execute(
+        "SELECT key_json FROM publish_journal WHERE table_name = $t AND journal_id > $done AND journal_id <= $upto "
+        "LIMIT 1", {"t": name, "done": done, "upto": upto}).fetchall()[0][0])
+    # the JSON structure comes from our own catalog (column names and types), never from data
+    structure = json.dumps({k: columns[k] for k in keys})
+    # DISTINCT around the unnest, not on it: DuckDB 2.0's SELECT DISTINCT unnest(<struct>) dedupes on
+    # the struct's first field only, which would drop keys
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _publish_keys AS SELECT DISTINCT * FROM (SELECT unnest(json_transform("
+                f"key_json, {_quote(structure)})) FROM publish_journal WHERE table_name = $t AND journal_id > $done "
+                "AND journal_id <= $upto)", {"t": name, "done": done, "upto": upto}).fetchall()
+    match = " AND ".join(f"x.{k} IS NOT DISTINCT FROM k.{k}" for k in keys)
+    con.execute(f"DELETE FROM pub_base.{name} AS x WHERE EXISTS (SELECT 1 FROM _publish_keys AS k WHERE {match})").fetchall()
+    con.execute(f"INSERT INTO pub_base.{name} SELECT * FROM main.{name} AS x "
+                f"WHERE EXISTS (SELECT 1 FROM _publish_keys AS k WHERE {match})").fetchall()
+    con.execute("DROP TABLE _publish_keys").fetchall()
 
 
 def refresh(cfg: Config, con: duckdb.DuckDBPyConnection) -> dict[str, float]:
@@ -116,8 +224,11 @@ def refresh(cfg: Config, con: duckdb.DuckDBPyConnection) -> dict[str, float]:
     t0 = time.monotonic()
     create_views(con)
     t1 = time.monotonic()
-    publish(cfg, con)
-    return {"gold_views_s": t1 - t0, "publish_s": time.monotonic() - t1}
+    stats = publish(cfg, con)
+    seconds = time.monotonic() - t1
+    log.info("analytics file published (%s, %d journal keys) in %.2f s", stats["publish_mode"],
+             stats["publish_keys"], seconds)
+    return {"gold_views_s": t1 - t0, "publish_s": seconds}
 
 
 # --------------------------------------------------------------------------------------------

@@ -85,7 +85,12 @@ def apply_batch(con: Any, cfg: Config, params: Mapping[str, Any]) -> dict[str, f
         started = time.perf_counter()
         select_sql = sql.read_sql(model.path)
         ensure_table(con, model, select_sql, bound, existing)
-        sql.write(con, model.incremental, select_sql, bound)
+        sql.write(con, model.incremental, select_sql, bound, journal_load_id=params["load_id"])
+        if model.incremental.mode == "append":
+            # an appended row carries the load that first saw it: that names this load's new rows
+            con.execute("INSERT INTO publish_journal (load_id, table_name, key_json) "
+                        "VALUES ($l, $t, to_json({'first_load_id': $l}))",
+                        {"l": params["load_id"], "t": model.name}).fetchall()
         seconds[model.name] = time.perf_counter() - started
     return seconds
 
@@ -98,4 +103,7 @@ def rebuild(con: Any, cfg: Config) -> dict[str, int]:
     for model in MODELS:
         ensure_table(con, model, sql.read_sql(model.path), bound, existing)
         con.execute(f"DELETE FROM {model.name}").fetchall()
+        # every table changes: the next analytics publication copies everything
+        con.execute("INSERT INTO publish_journal (load_id, table_name, key_json) VALUES (NULL, $t, '*')",
+                    {"t": model.name}).fetchall()
     return {model.name: sql.write(con, model.incremental, sql.read_sql(model.path), bound) for model in MODELS}

@@ -73,7 +73,7 @@ class Target:
 
 
 def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
-          params: Mapping[str, Any] | None = None) -> int:
+          params: Mapping[str, Any] | None = None, journal_load_id: int | None | bool = False) -> int:
     """Write the rows of ``select_sql`` to ``target``; returns the rows written.
 
     - append:  INSERT the rows.
@@ -88,6 +88,11 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
                ``since[0]`` is at or after the new rows' ``since[1]`` go: an SCD2 history is
                recomputed from the version a late observation can change, not from its start.
     - replace: the table becomes exactly the rows.
+
+    Unless ``journal_load_id`` is False, the keys rewritten (merge, overwrite_*) or the whole
+    table (replace: ``*``) are noted in ``publish_journal`` under that load id, in the caller's
+    transaction: the analytics publication copies only those. Append targets journal nothing here;
+    the caller knows how to name their new rows.
     """
     table = _ident(target.table)
     bound = params_for(select_sql, params or {})
@@ -119,7 +124,18 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
                 match += f" AND t.{column} >= n.{start}"
             con.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM (SELECT DISTINCT {keys} FROM _new_rows) "
                         f"AS n WHERE {match})").fetchall()
-        return con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows").fetchall()[0][0]
+        written = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows").fetchall()[0][0]
+        if journal_load_id is not False:
+            if target.mode == "replace":
+                con.execute("INSERT INTO publish_journal (load_id, table_name, key_json) VALUES ($l, $t, '*')",
+                            {"l": journal_load_id, "t": target.table}).fetchall()
+            else:
+                keys = ", ".join(_ident(k) for k in target.key)
+                con.execute("INSERT INTO publish_journal (load_id, table_name, key_json) "
+                            f"SELECT $l, $t, to_json(struct_pack({', '.join(f'{k} := {k}' for k in (_ident(c) for c in target.key))})) "
+                            f"FROM (SELECT DISTINCT {keys} FROM _new_rows)",
+                            {"l": journal_load_id, "t": target.table}).fetchall()
+        return written
     finally:
         try:
             con.execute("DROP TABLE IF EXISTS _new_rows").fetchall()

@@ -382,45 +382,66 @@ def _parse_in_parallel(lines: Iterable[tuple[int, str]], pattern: str, dead_lett
 
 
 def parse_with_duckdb(con: Any, cfg: Config, path: Path, dead_letters: list[dict[str, Any]]) -> int:
-    """DuckDB parses what it can be sure of (sql/staging/parsed_lines.sql); the contract parser
-    takes the remaining lines. Returns how many lines took the Python path."""
+    """DuckDB parses what it can be sure of (sql/staging/parsed_lines.sql, parsed_line_items.sql);
+    the contract parser takes the remaining lines. Returns how many lines took the Python path
+    (-1: all of them, because DuckDB could not read the file or ran out of memory).
+
+    Runs outside any transaction (temp tables only), so after a DuckDB error the connection is
+    still usable and the contract parser, which streams in bounded memory, parses the whole file."""
     import duckdb
 
-    params = {"source_path": str(path), "experiment_pattern": cfg.experiment_pattern,
-              "min_ts_us": wire.MIN_EVENT_TS_US, "max_ts_us": wire.MAX_EVENT_TS_US,
-              "max_skew_us": wire.MAX_FUTURE_SKEW_US}
-    lines_sql = sql.read_sql(sql.sql_path("staging", "parsed_lines"))
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE parsed_lines AS {lines_sql}",
-                    sql.params_for(lines_sql, params)).fetchall()
-        counted = con.execute("SELECT count(*), max(line_number) FROM parsed_lines").fetchall()[0]
-    except duckdb.Error as exc:     # e.g. invalid UTF-8: the contract parser reads it all
-        log.info("DuckDB could not read %s (%s); using the Python parser", path.name, str(exc).splitlines()[0])
+        fallback = _duckdb_parse(con, cfg, path)
+    except duckdb.Error as exc:     # e.g. invalid UTF-8, or a file too big for the memory limit
+        log.info("DuckDB could not parse %s (%s); using the Python parser", path.name, str(exc).splitlines()[0])
+        for table in ("parsed_lines", "parsed_line_items"):
+            con.execute(f"DROP TABLE IF EXISTS {table}").fetchall()
+        create_parse_tables(con)
         parse_with_python(con, cfg, path, dead_letters)
         return -1
-    if counted[0] and counted[1] > count_lines(path):
+    if fallback is None:
         # line numbering differs from Python's (odd line endings): trust the contract parser alone
-        con.execute("DROP TABLE parsed_lines").fetchall()
         parse_with_python(con, cfg, path, dead_letters)
         return -1
-    for statement in sql.strip_comments(sql.read_sql(sql.sql_path("staging", "macros"))).split(";"):
-        if statement.strip():
-            con.execute(statement).fetchall()
-    items_sql = sql.read_sql(sql.sql_path("staging", "parsed_line_items"))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE parsed_line_items AS {items_sql}",
-                sql.params_for(items_sql, params)).fetchall()
-    # a line is accepted when DuckDB vouches for the event and for every one of its items
-    con.execute("ALTER TABLE parsed_lines ADD COLUMN accepted BOOLEAN").fetchall()
-    con.execute("UPDATE parsed_lines SET accepted = event_ok AND line_number NOT IN "
-                "(SELECT line_number FROM parsed_line_items WHERE NOT item_ok)").fetchall()
-    rows_sql = sql.read_sql(sql.sql_path("staging", "parsed_items"))
-    con.execute(f"INSERT INTO parsed_items BY NAME {rows_sql}").fetchall()
-    fallback = {n for (n,) in con.execute("SELECT line_number FROM parsed_lines WHERE NOT accepted").fetchall()}
-    con.execute("DROP TABLE parsed_lines").fetchall()
-    con.execute("DROP TABLE parsed_line_items").fetchall()
     if fallback:
         parse_with_python(con, cfg, path, dead_letters, only=fallback)
     return len(fallback)
+
+
+def _duckdb_parse(con: Any, cfg: Config, path: Path) -> set[int] | None:
+    """The SQL part of parse_with_duckdb: the accepted lines into parsed_items; returns the line
+    numbers left to the contract parser (None: all of them)."""
+    params = {"source_path": str(path), "experiment_pattern": cfg.experiment_pattern,
+              "min_ts_us": wire.MIN_EVENT_TS_US, "max_ts_us": wire.MAX_EVENT_TS_US,
+              "max_skew_us": wire.MAX_FUTURE_SKEW_US}
+    # row order means nothing here (rows carry line numbers); not keeping it saves memory
+    con.execute("SET preserve_insertion_order = false").fetchall()
+    try:
+        lines_sql = sql.read_sql(sql.sql_path("staging", "parsed_lines"))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE parsed_lines AS {lines_sql}",
+                    sql.params_for(lines_sql, params)).fetchall()
+        counted = con.execute("SELECT count(*), max(line_number) FROM parsed_lines").fetchall()[0]
+        if counted[0] and counted[1] > count_lines(path):
+            con.execute("DROP TABLE parsed_lines").fetchall()
+            return None
+        for statement in sql.strip_comments(sql.read_sql(sql.sql_path("staging", "macros"))).split(";"):
+            if statement.strip():
+                con.execute(statement).fetchall()
+        items_sql = sql.read_sql(sql.sql_path("staging", "parsed_line_items"))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE parsed_line_items AS {items_sql}",
+                    sql.params_for(items_sql, params)).fetchall()
+        # a line is accepted when DuckDB vouches for the event and for every one of its items
+        con.execute("ALTER TABLE parsed_lines ADD COLUMN accepted BOOLEAN").fetchall()
+        con.execute("UPDATE parsed_lines SET accepted = event_ok AND line_number NOT IN "
+                    "(SELECT line_number FROM parsed_line_items WHERE NOT item_ok)").fetchall()
+        rows_sql = sql.read_sql(sql.sql_path("staging", "parsed_items"))
+        con.execute(f"INSERT INTO parsed_items BY NAME {rows_sql}").fetchall()
+        fallback = {n for (n,) in con.execute("SELECT line_number FROM parsed_lines WHERE NOT accepted").fetchall()}
+        con.execute("DROP TABLE parsed_lines").fetchall()
+        con.execute("DROP TABLE parsed_line_items").fetchall()
+        return fallback
+    finally:
+        con.execute("RESET preserve_insertion_order").fetchall()
 
 
 def record_failure(cfg: Config, path: Path, error: str, reprocess: bool) -> None:

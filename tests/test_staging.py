@@ -243,3 +243,32 @@ def test_parallel_parsing_equals_serial_parsing(project, tmp_path, monkeypatch):
                         con.execute("SELECT * FROM rejected_lines ORDER BY line_number").fetchall(), dead))
         con.close()
     assert results[0] == results[1] and results[0][2]
+
+
+def test_a_duckdb_parse_failure_hands_the_whole_file_to_the_contract_parser(project, tmp_path, monkeypatch):
+    """Out of memory (or any DuckDB error) while DuckDB parses: the parse ran outside the batch's
+    transaction, so the contract parser takes the whole file on the same connection and the load
+    commits exactly what the Python parser alone would have loaded."""
+    cfg = load_config(project / "config.json")
+    messages = Simulator(SimConfig.chaos(events=400, seed=5, bad_rate=0.05)).messages()
+    (path,) = write_batches(messages, str(tmp_path / "in"), batches=1)
+    results = {}
+    for name in ("python", "duckdb_fails"):
+        (project / "warehouse" / "nelo.duckdb").unlink(missing_ok=True)
+        if name == "duckdb_fails":
+            calls = []
+
+            def out_of_memory(con, cfg_, path_):
+                calls.append(path_)
+                con.execute("CREATE TEMP TABLE parsed_lines AS SELECT 1 AS line_number").fetchall()
+                raise duckdb.OutOfMemoryException("could not allocate block of size 256.0 KiB")
+
+            monkeypatch.setattr(staging, "_duckdb_parse", out_of_memory)
+            result = staging.load_file(cfg, Path(path), parser="duckdb")
+            assert calls and result.python_parsed_lines == -1
+        else:
+            result = staging.load_file(cfg, Path(path), parser="python")
+        assert result.status == "committed" and result.dead_lettered > 0
+        results[name] = (snapshot(project), (result.received, result.loaded_events, result.duplicate_events,
+                                             result.dead_lettered))
+    assert results["python"] == results["duckdb_fails"]

@@ -16,7 +16,7 @@ SELECT
     p.event_name,
     p.platform,
     p.replay_timestamp,
-    count(it.item_index) OVER (PARTITION BY p.line_number)::INTEGER AS item_count,
+    coalesce(it.item_count, 0) AS item_count,
     it.item_index,
     it.item_id, it.item_name, it.item_brand, it.item_variant,
     it.item_category, it.item_category2, it.item_category3, it.item_category4, it.item_category5,

@@ -23,12 +23,13 @@ WITH item_lists AS (
 item_bodies AS (
     SELECT line_number,
            replace(unnest(bodies), chr(29), ', ') AS body,
-           unnest(range(len(bodies)))::INTEGER AS item_index
+           unnest(range(len(bodies)))::INTEGER AS item_index,
+           len(bodies)::INTEGER AS item_count
     FROM item_lists
 ),
 -- fields split only on ", " + a known item key + "=" (values may hold commas, "=" and quotes)
 fields AS (
-    SELECT line_number, item_index, body,
+    SELECT line_number, item_index, item_count, body,
            string_split_regex(body, ', (?:item_id|item_name|item_brand|item_variant|item_category|item_category2|item_category3|item_category4|item_category5|price_in_usd|price|quantity|item_revenue_in_usd|item_revenue|item_refund_in_usd|item_refund|coupon|affiliation|location_id|item_list_id|item_list_name|item_list_index|promotion_id|promotion_name|creative_name|creative_slot|item_params)=') AS f
     FROM item_bodies
 ),
@@ -38,7 +39,7 @@ fields AS (
 -- ", <key>=" cannot both start at one place (a key never holds "="), so an equal rebuild means the
 -- split found exactly the expected keys, in order.
 raw_items AS (
-    SELECT line_number, item_index,
+    SELECT line_number, item_index, item_count,
            coalesce(len(f) = 27 AND starts_with(f[1], 'item_id=')
                AND body = concat(f[1], ', item_name=', f[2], ', item_brand=', f[3], ', item_variant=', f[4],
                    ', item_category=', f[5], ', item_category2=', f[6], ', item_category3=', f[7],
@@ -80,7 +81,7 @@ raw_items AS (
     FROM fields
 ),
 items AS MATERIALIZED (  -- read twice below: materialised, so the fields are split once
-    SELECT line_number, item_index,
+    SELECT line_number, item_index, item_count,
            in_order
              AND ga4_number_ok(price_in_usd)
              AND ga4_number_ok(price)
@@ -197,7 +198,7 @@ codes AS (
                 ELSE list_filter(all_codes, lambda c, i: list_position(all_codes, c) = i) END AS discount_codes
     FROM split_codes
 )
-SELECT line_number, item_index,
+SELECT line_number, item_index, item_count,
        fields_ok
          AND (item_params IS NULL OR item_params = '[]' OR params_ok IS NOT NULL)
          AND coalesce(params_ok, true) AS item_ok,
