@@ -30,7 +30,8 @@ def items(draw):
         "item_list_id": draw(st.none() | names), "item_list_name": draw(st.none() | names),
         "coupon": draw(st.none() | names), "item_revenue": draw(st.none() | money),
     }
-    campaigns = draw(st.lists(code, max_size=3, unique=True))
+    # a code holding the experiment pattern is an arm, never a campaign (the contract)
+    campaigns = draw(st.lists(code.filter(lambda c: "NELO_XP_" not in c), max_size=3, unique=True))
     arms = draw(st.lists(st.tuples(code.filter(lambda c: "_" not in c), code.filter(lambda c: "_" not in c)),
                          max_size=2, unique=True))
     codes = campaigns + [f"NELO_XP_{e}_{v}" for e, v in arms]

@@ -14,7 +14,9 @@ targets AS (
            i.item_id, i.quantity, i.line_revenue, i.line_revenue_usd, s.session_id
     FROM fct_event_items AS i
     SEMI JOIN touched AS t ON i.user_id = t.user_id AND i.platform = t.platform
-    JOIN silver_event_sessions AS s USING (event_id)
+    -- the touched pairs' sessions only: joining the whole table would cost the whole history
+    JOIN (SELECT s.event_id, s.session_id FROM silver_event_sessions AS s
+          SEMI JOIN touched AS t ON s.user_id = t.user_id AND s.platform = t.platform) AS s USING (event_id)
     WHERE i.event_name IN ('view_item', 'begin_checkout', 'purchase') AND i.item_id IS NOT NULL
 ),
 impressions AS (

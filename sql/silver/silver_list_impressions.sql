@@ -21,5 +21,7 @@ SELECT
     i.experiment_arms
 FROM fct_event_items AS i
 SEMI JOIN touched AS t ON i.user_id = t.user_id AND i.platform = t.platform
-JOIN silver_event_sessions AS s USING (event_id)
+-- the touched pairs' sessions only: joining the whole table would cost the whole history
+JOIN (SELECT s.event_id, s.session_id FROM silver_event_sessions AS s
+      SEMI JOIN touched AS t ON s.user_id = t.user_id AND s.platform = t.platform) AS s USING (event_id)
 WHERE i.event_name = 'view_item_list'
