@@ -4,7 +4,8 @@
 --         from the version before the one in force at the batch's earliest observation (a late
 --         observation can split that one, or end it), and earlier versions stay as they are.
 --         With $load_id null (--rebuild) every product is recomputed from its first observation.
--- Reads: fct_event_items, dim_products (itself: where to restart).
+-- Reads: fct_event_items (the touched products' observations since the batch's earliest one),
+--        dim_products (itself: where to restart, and the kept versions as seeds).
 WITH touched AS (
     SELECT item_id, min(event_timestamp_us) AS first_new_us
     FROM fct_event_items
@@ -36,10 +37,25 @@ kept_count AS (
     LEFT JOIN kept_versions AS k ON k.item_id = r.item_id AND k.from_us < r.restart_us
     GROUP BY r.item_id
 ),
+seeds AS (
+    -- the kept versions from the restart point up to the batch's earliest observation, one row
+    -- each: every instant inside a version has its price, so its first instant stands for all
+    -- of them (version starts only depend on where the price changes); this keeps the read of
+    -- observations to the batch's time span instead of the versions' whole lives
+    SELECT d.item_id, epoch_us(d.valid_from) AS event_timestamp_us, NULL::VARCHAR AS event_id,
+           NULL::INTEGER AS item_index, d.price, d.price_in_usd, d.item_name
+    FROM dim_products AS d
+    JOIN restart AS r USING (item_id)
+    JOIN touched AS t USING (item_id)
+    WHERE $load_id IS NOT NULL
+      AND epoch_us(d.valid_from) >= r.restart_us AND epoch_us(d.valid_from) < t.first_new_us
+),
 observations AS (
+    SELECT * FROM seeds
+    UNION ALL
     SELECT i.item_id, i.event_timestamp_us, i.event_id, i.item_index, i.price, i.price_in_usd, i.item_name
     FROM fct_event_items AS i
-    JOIN restart AS r ON i.item_id = r.item_id AND i.event_timestamp_us >= r.restart_us
+    JOIN touched AS t ON i.item_id = t.item_id AND i.event_timestamp_us >= t.first_new_us
     WHERE i.price IS NOT NULL
 ),
 per_instant AS (
