@@ -15,7 +15,8 @@ from .sql import SQL_DIR, read_sql, strip_comments
 log = logging.getLogger("nelo_etl.db")
 
 DDL_ORDER = ("stg_events", "dead_letter_messages", "etl_batches", "dim_platforms", "dim_dates",
-             "dim_item_lists", "dim_experiments", "dim_campaigns", "dim_products", "publish_journal")
+             "dim_item_lists", "dim_experiments", "dim_campaigns", "dim_products", "silver_event_sessions",
+             "publish_journal")
 
 
 class DatabaseBusy(Exception):

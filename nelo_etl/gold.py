@@ -212,7 +212,11 @@ def _apply_keys(con: duckdb.DuckDBPyConnection, name: str, done: int, upto: int)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _publish_keys AS SELECT DISTINCT * FROM (SELECT unnest(json_transform("
                 f"key_json, {_quote(structure)})) FROM publish_journal WHERE table_name = $t AND journal_id > $done "
                 "AND journal_id <= $upto)", {"t": name, "done": done, "upto": upto}).fetchall()
-    match = " AND ".join(f"x.{k} IS NOT DISTINCT FROM k.{k}" for k in keys)
+    target = next(m.incremental for m in silver.MODELS if m.name == name)
+    match = " AND ".join(f"x.{k} IS NOT DISTINCT FROM k.{k}" for k in target.key or keys)
+    if target.mode == "overwrite_from" and target.since:
+        # only the key's rows from where the load replaced them (several loads: any of them)
+        match += f" AND x.{target.since[0]} >= k.{target.since[1]}"
     con.execute(f"DELETE FROM pub_base.{name} AS x WHERE EXISTS (SELECT 1 FROM _publish_keys AS k WHERE {match})").fetchall()
     con.execute(f"INSERT INTO pub_base.{name} SELECT * FROM main.{name} AS x "
                 f"WHERE EXISTS (SELECT 1 FROM _publish_keys AS k WHERE {match})").fetchall()

@@ -32,21 +32,26 @@ def _m(name: str, mode: sql.Mode, *key: str) -> Model:
     return Model(name, sql.Target(name, mode, key))
 
 
+def _since(name: str, key: tuple[str, ...], column: str) -> Model:
+    """overwrite_from: per key, the rows whose ``column`` is at or after the new rows'
+    ``recomputed_from_ts`` are replaced (the SQL says from where a batch can change them)."""
+    return Model(name, sql.Target(name, "overwrite_from", key, since=(column, "recomputed_from_ts")))
+
+
 #: The Silver models in run order (each reads only staging and the models before it).
 MODELS: list[Model] = [
     _m("fct_events", "append"),
     _m("fct_event_items", "append"),
     _m("dim_platforms", "merge", "platform"),
     _m("dim_dates", "merge", "date_day"),
-    _m("silver_event_sessions", "overwrite_partitions", *PAIR),
+    _since("silver_event_sessions", PAIR, "event_ts"),
     _m("silver_user_sessions", "overwrite_partitions", *PAIR),
     _m("silver_session_features", "overwrite_partitions", *PAIR),
     _m("fct_orders", "overwrite_partitions", *PAIR),
-    Model("dim_products", sql.Target("dim_products", "overwrite_from", ("item_id",),
-                                     since=("valid_from", "recomputed_from_ts"))),
+    _since("dim_products", ("item_id",), "valid_from"),
     _m("dim_users", "overwrite_partitions", "user_id"),
-    _m("silver_list_impressions", "overwrite_partitions", *PAIR),
-    _m("silver_event_list_attribution", "overwrite_partitions", *PAIR),
+    _since("silver_list_impressions", PAIR, "event_ts"),
+    _since("silver_event_list_attribution", PAIR, "event_ts"),
     _m("dim_item_lists", "merge", "item_list_id"),
     _m("dim_campaigns", "replace"),
     _m("dim_experiments", "merge", "experiment_id", "variant"),

@@ -130,10 +130,11 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
                 con.execute("INSERT INTO publish_journal (load_id, table_name, key_json) VALUES ($l, $t, '*')",
                             {"l": journal_load_id, "t": target.table}).fetchall()
             else:
-                keys = ", ".join(_ident(k) for k in target.key)
+                # overwrite_from: the key and from where its rows were replaced
+                named = [_ident(c) for c in (*target.key, *(target.since[1:] if target.mode == "overwrite_from" else ()))]
                 con.execute("INSERT INTO publish_journal (load_id, table_name, key_json) "
-                            f"SELECT $l, $t, to_json(struct_pack({', '.join(f'{k} := {k}' for k in (_ident(c) for c in target.key))})) "
-                            f"FROM (SELECT DISTINCT {keys} FROM _new_rows)",
+                            f"SELECT $l, $t, to_json(struct_pack({', '.join(f'{k} := {k}' for k in named)})) "
+                            f"FROM (SELECT DISTINCT {', '.join(named)} FROM _new_rows)",
                             {"l": journal_load_id, "t": target.table}).fetchall()
         return written
     finally:

@@ -3,25 +3,33 @@
 -- impression of P in the same session with time in [t - window, t]; ties to the greatest
 -- event_id, then the lowest item_index.
 -- Grain: one row per attributed item row (unattributed rows have none). Key: (event_id, item_index).
--- Loaded: overwrite the (user_id, platform) partitions that load $load_id touched (all when null).
+-- Loaded: overwrite_from, per (user_id, platform) that load $load_id added events to: the item
+--         rows from the pair's earliest new event on (recomputed_from_ts). An earlier row keeps its
+--         session and the impressions before it, so its attribution cannot change. All when null.
 -- Reads: fct_event_items, silver_event_sessions, silver_list_impressions, fct_events.
 -- Params: $load_id, $attribution_window_us.
 WITH touched AS (
-    SELECT DISTINCT user_id, platform FROM fct_events WHERE $load_id IS NULL OR first_load_id = $load_id
+    SELECT user_id, platform, min(event_timestamp_us) AS since_us
+    FROM fct_events
+    WHERE $load_id IS NULL OR first_load_id = $load_id
+    GROUP BY user_id, platform
 ),
 targets AS (
     SELECT i.event_id, i.item_index, i.event_name, i.event_ts, i.event_timestamp_us, i.user_id, i.platform,
-           i.item_id, i.quantity, i.line_revenue, i.line_revenue_usd, s.session_id
+           i.item_id, i.quantity, i.line_revenue, i.line_revenue_usd, s.session_id, t.since_us
     FROM fct_event_items AS i
-    SEMI JOIN touched AS t ON i.user_id = t.user_id AND i.platform = t.platform
+    JOIN touched AS t ON i.user_id = t.user_id AND i.platform = t.platform AND i.event_timestamp_us >= t.since_us
     -- the touched pairs' sessions only: joining the whole table would cost the whole history
     JOIN (SELECT s.event_id, s.session_id FROM silver_event_sessions AS s
-          SEMI JOIN touched AS t ON s.user_id = t.user_id AND s.platform = t.platform) AS s USING (event_id)
+          SEMI JOIN touched AS t ON s.user_id = t.user_id AND s.platform = t.platform
+                                AND s.event_timestamp_us >= t.since_us) AS s USING (event_id)
     WHERE i.event_name IN ('view_item', 'begin_checkout', 'purchase') AND i.item_id IS NOT NULL
 ),
 impressions AS (
+    -- what a target from since_us on can see: impressions from one window before it
     SELECT m.* FROM silver_list_impressions AS m
     SEMI JOIN touched AS t ON m.user_id = t.user_id AND m.platform = t.platform
+                          AND m.event_timestamp_us >= t.since_us - $attribution_window_us
 )
 SELECT
     t.event_id,
@@ -39,7 +47,8 @@ SELECT
     m.event_id          AS impression_event_id,
     m.item_index        AS impression_item_index,
     m.event_ts          AS impression_ts,
-    m.campaign_codes    AS impression_campaign_codes
+    m.campaign_codes    AS impression_campaign_codes,
+    make_timestamp(t.since_us) AS recomputed_from_ts      -- load metadata
 FROM targets AS t
 JOIN impressions AS m
   ON m.session_id = t.session_id
