@@ -1,20 +1,29 @@
 -- silver_session_features: what each session did, and its cart (metrics.md: session features).
 -- Grain: one row per session. Key: session_id.
--- Loaded: overwrite the (user_id, platform) partitions that load $load_id touched (all when null).
+-- Loaded: overwrite_from, per (user_id, platform) that load $load_id added events to: the sessions
+--         from the one in force at the pair's earliest new event on (as silver_user_sessions: a
+--         session's features depend on its own events only). All when $load_id is null.
 -- Reads: silver_user_sessions, silver_event_sessions, fct_event_items, fct_events.
 -- Params: $load_id, $high_value_cart_usd.
 WITH touched AS (
-    SELECT DISTINCT user_id, platform
+    SELECT user_id, platform, min(event_timestamp_us) AS since_us
     FROM fct_events
     WHERE $load_id IS NULL OR first_load_id = $load_id
+    GROUP BY user_id, platform
+),
+since AS (
+    SELECT s.user_id, s.platform, min(s.session_start_ts) AS since_ts
+    FROM silver_event_sessions AS s
+    JOIN touched AS t ON s.user_id = t.user_id AND s.platform = t.platform AND s.event_timestamp_us >= t.since_us
+    GROUP BY s.user_id, s.platform
 ),
 sessions AS (
-    SELECT s.* FROM silver_user_sessions AS s
-    SEMI JOIN touched AS t ON s.user_id = t.user_id AND s.platform = t.platform
+    SELECT s.*, c.since_ts FROM silver_user_sessions AS s
+    JOIN since AS c ON s.user_id = c.user_id AND s.platform = c.platform AND s.session_start_ts >= c.since_ts
 ),
 session_events AS (
     SELECT e.* FROM silver_event_sessions AS e
-    SEMI JOIN touched AS t ON e.user_id = t.user_id AND e.platform = t.platform
+    SEMI JOIN since AS c ON e.user_id = c.user_id AND e.platform = c.platform AND e.session_start_ts >= c.since_ts
 ),
 flags AS (
     SELECT session_id,
@@ -63,7 +72,8 @@ SELECT
                                                          AS cart_products,
     c.last_checkout_ts,
     f.has_checkout AND NOT f.has_purchase
-        AND coalesce(c.cart_value_usd, 0) > $high_value_cart_usd    AS is_high_value_abandon
+        AND coalesce(c.cart_value_usd, 0) > $high_value_cart_usd    AS is_high_value_abandon,
+    s.since_ts                                           AS recomputed_from_ts      -- load metadata
 FROM sessions AS s
 JOIN flags AS f USING (session_id)
 LEFT JOIN carts AS c USING (session_id)
