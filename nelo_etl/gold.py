@@ -4,16 +4,18 @@ file analysts connect to, and the business report.
 Analysts never open the warehouse itself: DuckDB lets no other process open a file that one
 process holds read-write, and the job must write every 15 minutes. After each committed run the
 job publishes ``analytics.duckdb`` beside the warehouse: the Silver tables, the ledger and the Gold
-views, built in a temp file and swapped in by atomic rename. An analyst's open connection keeps the
-snapshot it opened (the old inode) and sees new data on reconnect; the writer never waits for them.
+views, copied from a private base copy that each publication brings up to date with only what
+the loads rewrote (``publish_journal``), into a temp file swapped in by atomic rename. An
+analyst's open connection keeps the snapshot it opened (the old inode) and sees new data on
+reconnect; the writer never waits for them.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
 import logging
+import os
 import re
 import shutil
 import time
@@ -25,6 +27,7 @@ import duckdb
 
 from . import silver, sql
 from .config import Config
+from .db import transaction
 from .ingest import fsync_dir
 
 log = logging.getLogger("nelo_etl.gold")
@@ -151,8 +154,7 @@ def update_base(con: duckdb.DuckDBPyConnection, base: Path) -> dict[str, Any]:
             "WHERE journal_id > $done AND journal_id <= $upto GROUP BY table_name",
             {"done": done, "upto": upto}).fetchall()
         full = done is None
-        con.execute("BEGIN TRANSACTION").fetchall()
-        try:
+        with transaction(con):           # writes the base only: DuckDB writes one database a transaction
             if full:
                 for name in tables:
                     con.execute(f"CREATE OR REPLACE TABLE pub_base.{name} AS SELECT * FROM main.{name}").fetchall()
@@ -165,11 +167,7 @@ def update_base(con: duckdb.DuckDBPyConnection, base: Path) -> dict[str, Any]:
                 else:
                     _apply_keys(con, name, done, upto)
             con.execute("UPDATE pub_base._publish_state SET journal_id = $upto", {"upto": upto}).fetchall()
-            con.execute("COMMIT").fetchall()
-        except BaseException:
-            con.execute("ROLLBACK").fetchall()
-            raise
-        con.execute("CHECKPOINT pub_base").fetchall()
+        con.execute("CHECKPOINT pub_base").fetchall()     # the file copy below must hold everything
     finally:
         con.execute("DETACH pub_base").fetchall()
     # the base holds everything up to `upto` now; a crash before this delete only leaves rows
