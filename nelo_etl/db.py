@@ -10,7 +10,7 @@ from typing import Iterator
 
 import duckdb
 
-from .sql import SQL_DIR, read_sql, strip_comments
+from .sql import SQL_DIR, run_script
 
 log = logging.getLogger("nelo_etl.db")
 
@@ -62,7 +62,4 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the staging and ops tables if missing (idempotent DDL from sql/ddl/)."""
     for name in DDL_ORDER:
-        text = strip_comments(read_sql(SQL_DIR / "ddl" / f"{name}.sql"))
-        for statement in text.split(";"):
-            if statement.strip():
-                con.execute(statement).fetchall()
+        run_script(con, SQL_DIR / "ddl" / f"{name}.sql")

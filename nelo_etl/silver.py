@@ -109,6 +109,5 @@ def rebuild(con: Any, cfg: Config) -> dict[str, int]:
         ensure_table(con, model, sql.read_sql(model.path), bound, existing)
         con.execute(f"DELETE FROM {model.name}").fetchall()
         # every table changes: the next analytics publication copies everything
-        con.execute("INSERT INTO publish_journal (load_id, table_name, key_json) VALUES (NULL, $t, '*')",
-                    {"t": model.name}).fetchall()
+        sql.journal_whole_table(con, model.name, None)
     return {model.name: sql.write(con, model.incremental, sql.read_sql(model.path), bound) for model in MODELS}

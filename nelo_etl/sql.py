@@ -39,6 +39,20 @@ def sql_path(layer: str, name: str) -> Path:
     return SQL_DIR / layer / f"{name}.sql"
 
 
+def run_script(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Run a file of several ``;``-separated statements (DDL, macros), one by one."""
+    for statement in strip_comments(read_sql(path)).split(";"):
+        if statement.strip():
+            con.execute(statement).fetchall()
+
+
+def journal_whole_table(con: duckdb.DuckDBPyConnection, table: str, load_id: int | None) -> None:
+    """Note in ``publish_journal`` that all of ``table`` changed (``*``): the next analytics
+    publication copies it whole."""
+    con.execute("INSERT INTO publish_journal (load_id, table_name, key_json) VALUES ($l, $t, '*')",
+                {"l": load_id, "t": table}).fetchall()
+
+
 def params_for(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The subset of ``params`` that ``sql`` uses (DuckDB rejects unused named parameters);
     a parameter the SQL needs but nobody gave is an error naming it."""
@@ -127,8 +141,7 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
         written = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows").fetchall()[0][0]
         if journal_load_id is not False:
             if target.mode == "replace":
-                con.execute("INSERT INTO publish_journal (load_id, table_name, key_json) VALUES ($l, $t, '*')",
-                            {"l": journal_load_id, "t": target.table}).fetchall()
+                journal_whole_table(con, target.table, journal_load_id)
             else:
                 # overwrite_from: the key and from where its rows were replaced
                 named = [_ident(c) for c in (*target.key, *(target.since[1:] if target.mode == "overwrite_from" else ()))]

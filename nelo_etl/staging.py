@@ -424,9 +424,7 @@ def _duckdb_parse(con: Any, cfg: Config, path: Path) -> set[int] | None:
         if counted[0] and counted[1] > count_lines(path):
             con.execute("DROP TABLE parsed_lines").fetchall()
             return None
-        for statement in sql.strip_comments(sql.read_sql(sql.sql_path("staging", "macros"))).split(";"):
-            if statement.strip():
-                con.execute(statement).fetchall()
+        sql.run_script(con, sql.sql_path("staging", "macros"))
         items_sql = sql.read_sql(sql.sql_path("staging", "parsed_line_items"))
         con.execute(f"CREATE OR REPLACE TEMP TABLE parsed_line_items AS {items_sql}",
                     sql.params_for(items_sql, params)).fetchall()
