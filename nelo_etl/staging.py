@@ -32,17 +32,19 @@ STG_EVENTS = sql.Target("stg_events", "append")
 DEAD_LETTERS = sql.Target("dead_letter_messages", "merge", ("source_sha256", "line_number"))
 
 _ARM = pa.struct([("code", pa.string()), ("experiment_id", pa.string()), ("variant", pa.string())])
+#: Money, exact from the parser on (wire.parse_money): DECIMAL(18, 6).
+MONEY = pa.decimal128(18, wire.MONEY_SCALE)
 PARSED_SCHEMA = pa.schema([
     ("line_number", pa.int32()), ("message_id", pa.string()), ("sent_timestamp_ms", pa.int64()),
     ("receive_count", pa.int32()), ("event_id", pa.string()), ("event_timestamp_us", pa.int64()),
     ("user_id", pa.string()), ("event_name", pa.string()), ("platform", pa.string()),
     ("replay_timestamp", pa.string()), ("item_count", pa.int32()), ("item_index", pa.int32()),
     *[(k, pa.string()) for k in wire.TEXT_KEYS],
-    *[(k, pa.float64()) for k in sorted(wire.NUMBER_KEYS)],
+    *[(k, MONEY) for k in sorted(wire.NUMBER_KEYS)],
     ("quantity", pa.int64()), ("is_in_stock", pa.bool_()),
     ("discount_codes", pa.list_(pa.string())), ("campaign_codes", pa.list_(pa.string())),
-    ("experiment_arms", pa.list_(_ARM)), ("discount_value", pa.float64()), ("total_price", pa.float64()),
-    ("installments", pa.int64()), ("installment_price", pa.float64()),
+    ("experiment_arms", pa.list_(_ARM)), ("discount_value", MONEY), ("total_price", MONEY),
+    ("installments", pa.int64()), ("installment_price", MONEY),
     ("item_params_extra", pa.map_(pa.string(), pa.string())), ("extra_fields", pa.string()),
     ("raw_body", pa.string()),
 ])
@@ -413,7 +415,9 @@ def _duckdb_parse(con: Any, cfg: Config, path: Path) -> set[int] | None:
     numbers left to the contract parser (None: all of them)."""
     params = {"source_path": str(path), "experiment_pattern": cfg.experiment_pattern,
               "min_ts_us": wire.MIN_EVENT_TS_US, "max_ts_us": wire.MAX_EVENT_TS_US,
-              "max_skew_us": wire.MAX_FUTURE_SKEW_US}
+              "max_skew_us": wire.MAX_FUTURE_SKEW_US, "max_items": wire.MAX_ITEMS,
+              "max_quantity": wire.INTEGER_LIMITS["quantity"],
+              "max_installments": wire.INTEGER_LIMITS["number_of_installments"]}
     # row order means nothing here (rows carry line numbers); not keeping it saves memory
     con.execute("SET preserve_insertion_order = false").fetchall()
     try:

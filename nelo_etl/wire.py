@@ -11,6 +11,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterator
 
 #: The item keys of the Java toString, in the order the producer writes them.
@@ -45,13 +46,33 @@ MAX_FUTURE_SKEW_US = 24 * 3600 * 1_000_000
 
 UNIT_SEPARATOR = "\x1f"
 
+# --- value ranges (README "Value ranges": why no warehouse sum can overflow) -----------------
+#: Money is held as DECIMAL(18, 6): six decimal places, rounded half away from zero (what
+#: DuckDB's cast does), and less than 10^12 in absolute value. Anything else is dead-lettered.
+MONEY_SCALE = 6
+MONEY_LIMIT = Decimal(10) ** 12
+_MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+#: Whole-number item values: |value| <= the limit, else dead-lettered.
+INTEGER_LIMITS = {"quantity": 100_000, "number_of_installments": 1_000}
+#: Items in one event at most (a 1 MiB SQS message holds far fewer); more is dead-lettered.
+MAX_ITEMS = 10_000
+#: Money keys in US dollars; every other money value is local currency (MXN).
+USD_KEYS = frozenset({"price_in_usd", "item_revenue_in_usd", "item_refund_in_usd"})
+MONEY_PARAMS = ("discountt", "totalPrice", "installment_price")
+
 # Fields split only on ", " + a known key + "=" (values may hold commas, "=" and quotes).
 _ITEM_FIELD_RE = re.compile(r"(?:^|, )(" + "|".join(ITEM_KEYS) + r")=")
 _PARAM_VALUE_FIELD_RE = re.compile(r"(?:^|, )(" + "|".join(PARAM_VALUE_KEYS) + r")=")
 _PARAM_RE = re.compile(r"\{key=([^{}\[\]]*?), value=\{([^{}\[\]]*)\}\}")
 _BRACKET_RE = re.compile(r"[\[\]{}]")
-# A text number may carry a currency sign, a currency code and thousands separators: "$1,299.00".
-_TEXT_NUMBER_JUNK_RE = re.compile(r"[\s,$€£]|^[A-Za-z]{2,3}|[A-Za-z]{2,3}$")
+# Java's toString of a number: 899.0, 8.5E-4, 1.0E7, 12.
+_JAVA_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+# Money text: an optional currency code (before or after), sign, "$" (the peso sign in local
+# fields, the dollar in _in_usd ones) and thousands groups of exactly three: "$1,299.00",
+# "MXN 1,299.50", "1,299.00 MXN". Nothing else: "1.299,50", "12abc" and "1,2,3.4" are rejected.
+_MONEY_TEXT_RE = re.compile(
+    r"(?:(?P<pre>[A-Z]{3}) ?)?(?P<sign>-)?\$?(?P<number>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+    r"(?: ?(?P<post>[A-Z]{3}))?")
 
 
 class RejectedMessage(Exception):
@@ -80,10 +101,10 @@ class ParsedItem:
     discount_codes: list[str] = field(default_factory=list)
     campaign_codes: list[str] = field(default_factory=list)
     experiment_arms: list[ExperimentArm] = field(default_factory=list)
-    discount_value: float | None = None
-    total_price: float | None = None
+    discount_value: Decimal | None = None
+    total_price: Decimal | None = None
     installments: int | None = None
-    installment_price: float | None = None
+    installment_price: Decimal | None = None
     item_params_extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,7 +151,8 @@ def _null(raw: str) -> str | None:
 
 
 def parse_number(raw: Any, what: str) -> float | None:
-    """A Java number (``899.0``, ``8.5E-4``) or a text number (``$1,299.00``); None for null."""
+    """A Java number (``899.0``, ``8.5E-4``, ``1``) as a float; None for null. Not for money:
+    see :func:`parse_money`."""
     if raw is None:
         return None
     if isinstance(raw, bool):
@@ -141,36 +163,74 @@ def parse_number(raw: Any, what: str) -> float | None:
         text = raw.strip()
         if _null(text) is None:
             return None
-        try:
-            value = float(text)
-        except ValueError:
-            try:
-                value = float(_TEXT_NUMBER_JUNK_RE.sub("", text))
-            except ValueError:
-                raise RejectedMessage(f"bad_item_value:{what}", f"not a number: {text[:80]!r}") from None
+        if not _JAVA_NUMBER_RE.fullmatch(text):
+            raise RejectedMessage(f"bad_item_value:{what}", f"not a number: {text[:80]!r}")
+        value = float(text)
     if not math.isfinite(value):
         raise RejectedMessage(f"bad_item_value:{what}", f"not a finite number: {str(raw)[:80]!r}")
     return value
+
+
+def currency_of(key: str) -> str:
+    """The currency code a money field may name: USD for the ``_in_usd`` fields, else MXN."""
+    return "USD" if key in USD_KEYS else "MXN"
+
+
+def parse_money(raw: str | None, what: str) -> Decimal | None:
+    """A money value as DECIMAL(18, 6): a Java number or strict money text (see _MONEY_TEXT_RE)
+    whose currency code, if any, is the field's; rounded half away from zero to six places and
+    less than 10^12 in absolute value. None for null."""
+    if raw is None:
+        return None
+    text = raw.strip()
+    if _null(text) is None:
+        return None
+    if _JAVA_NUMBER_RE.fullmatch(text):
+        value = Decimal(text)
+    else:
+        m = _MONEY_TEXT_RE.fullmatch(text)
+        if not m or (m["pre"] and m["post"]):
+            raise RejectedMessage(f"bad_item_value:{what}", f"not a number: {text[:80]!r}")
+        code = m["pre"] or m["post"]
+        if code and code != currency_of(what):
+            raise RejectedMessage(f"bad_item_value:{what}",
+                                  f"{code} amount in a {currency_of(what)} field: {text[:80]!r}")
+        value = Decimal(m["number"].replace(",", ""))
+        if m["sign"]:
+            value = -value
+    # checked before rounding, so quantize never works on a huge exponent
+    if not value.is_finite() or abs(value) >= MONEY_LIMIT * 10:
+        raise RejectedMessage(f"bad_item_value:{what}", f"out of range (|value| < 10^12): {text[:80]!r}")
+    rounded = value.quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_UP)
+    if abs(rounded) >= MONEY_LIMIT:
+        raise RejectedMessage(f"bad_item_value:{what}", f"out of range (|value| < 10^12): {text[:80]!r}")
+    return rounded
 
 
 _INTEGER_RE = re.compile(r"\s*-?\d+\s*")
 
 
 def parse_integer(raw: Any, what: str) -> int | None:
-    """A whole number, written as ``4``, ``4.0`` or ``1.0E1``; a fraction is rejected.
-    Plain digits are read exactly (no detour through a float)."""
-    if isinstance(raw, str) and _INTEGER_RE.fullmatch(raw) and raw.isascii():
-        value = int(raw)
-        if abs(value) > 2**62:
-            raise RejectedMessage(f"bad_item_value:{what}", "out of range")
-        return value
-    value = parse_number(raw, what)
-    if value is None:
+    """A whole number, written as ``4``, ``4.0`` or ``1.0E1``; a fraction is rejected, and so is
+    a value beyond ``INTEGER_LIMITS``. Read exactly (no detour through a float)."""
+    if raw is None:
         return None
-    if value != int(value):
-        raise RejectedMessage(f"bad_item_value:{what}", f"not a whole number: {str(raw)[:80]!r}")
-    if abs(value) > 2**62:
-        raise RejectedMessage(f"bad_item_value:{what}", "out of range")
+    text = raw.strip() if isinstance(raw, str) else str(raw)
+    if _null(text) is None:
+        return None
+    limit = INTEGER_LIMITS.get(what, 2**62)
+    if _INTEGER_RE.fullmatch(text) and text.isascii():
+        value = Decimal(int(text))
+    elif _JAVA_NUMBER_RE.fullmatch(text):
+        value = Decimal(text)
+        if abs(value) > limit:
+            raise RejectedMessage(f"bad_item_value:{what}", f"out of range (|value| <= {limit}): {text[:80]!r}")
+        if value != value.to_integral_value():
+            raise RejectedMessage(f"bad_item_value:{what}", f"not a whole number: {text[:80]!r}")
+    else:
+        raise RejectedMessage(f"bad_item_value:{what}", f"not a whole number: {text[:80]!r}")
+    if abs(value) > limit:
+        raise RejectedMessage(f"bad_item_value:{what}", f"out of range (|value| <= {limit}): {text[:80]!r}")
     return int(value)
 
 
@@ -294,7 +354,10 @@ def parse_items(items_raw: str, experiment_pattern: str = "NELO_XP_") -> list[Pa
     if not inner.strip():
         return []
     result: list[ParsedItem] = []
-    for index, body in enumerate(_split_top_level(inner)):
+    bodies = _split_top_level(inner)
+    if len(bodies) > MAX_ITEMS:
+        raise RejectedMessage("bad_value:items", f"{len(bodies)} items; at most {MAX_ITEMS} are accepted")
+    for index, body in enumerate(bodies):
         fields = _split_fields(body, _ITEM_FIELD_RE, "item")
         values: dict[str, Any] = {}
         for key in TEXT_KEYS:
@@ -304,7 +367,7 @@ def parse_items(items_raw: str, experiment_pattern: str = "NELO_XP_") -> list[Pa
                 value = "(not set)"   # reported as the list "(not set)"
             values[key] = value
         for key in NUMBER_KEYS:
-            values[key] = parse_number(fields.get(key), key)
+            values[key] = parse_money(fields.get(key), key)
         values["quantity"] = parse_integer(fields.get("quantity"), "quantity")
         params = parse_item_params(fields["item_params"]) if "item_params" in fields else {}
         item = ParsedItem(item_index=index, values=values)
@@ -319,10 +382,10 @@ def parse_items(items_raw: str, experiment_pattern: str = "NELO_XP_") -> list[Pa
         discounts = params.get("discounts")
         item.discount_codes, item.campaign_codes, item.experiment_arms = split_codes(
             None if discounts is None else _null(discounts), experiment_pattern)
-        item.discount_value = parse_number(params.get("discountt"), "discountt")
-        item.total_price = parse_number(params.get("totalPrice"), "totalPrice")
+        item.discount_value = parse_money(params.get("discountt"), "discountt")
+        item.total_price = parse_money(params.get("totalPrice"), "totalPrice")
         item.installments = parse_integer(params.get("number_of_installments"), "number_of_installments")
-        item.installment_price = parse_number(params.get("installment_price"), "installment_price")
+        item.installment_price = parse_money(params.get("installment_price"), "installment_price")
         item.item_params_extra = {k: v for k, v in params.items() if k not in TYPED_PARAMS}
         result.append(item)
     return result

@@ -5,6 +5,7 @@ import hashlib
 import json
 
 import pytest
+from decimal import Decimal
 
 from nelo_etl import wire
 from nelo_etl.wire import RejectedMessage
@@ -82,7 +83,7 @@ def test_sample_1_gives_two_item_rows_with_exact_values(sample_lines):
     assert first.discount_codes == ["BUENFIN25", "NELO_XP_CHECKOUT_B"]
     assert first.campaign_codes == ["BUENFIN25"]
     assert first.experiment_arms == [wire.ExperimentArm("NELO_XP_CHECKOUT_B", "CHECKOUT", "B")]
-    assert (first.discount_value, first.total_price, first.is_in_stock) == (134.85, 764.15, True)
+    assert (first.discount_value, first.total_price, first.is_in_stock) == (Decimal("134.85"), Decimal("764.15"), True)
     assert second.values["item_id"] == "SKU-208871"
     assert second.values["item_name"] == 'Pantalla Samsung 55" Crystal UHD 4K (2025)'
     assert (second.values["price"], second.values["price_in_usd"]) == (10399.0, 525.25)
@@ -92,16 +93,16 @@ def test_sample_1_gives_two_item_rows_with_exact_values(sample_lines):
 
 def test_sample_4_purchase_reads_text_money_and_installments(sample_lines):
     (item,) = parse_sample(sample_lines, 4).items
-    assert item.total_price == 764.15                         # "$764.15" as text
-    assert (item.values["item_revenue"], item.values["item_revenue_in_usd"]) == (764.15, 38.68)
+    assert item.total_price == Decimal("764.15")               # "$764.15" as text
+    assert (item.values["item_revenue"], item.values["item_revenue_in_usd"]) == (Decimal("764.15"), Decimal("38.68"))
     assert item.values["coupon"] == "NELO10"
-    assert (item.installments, item.installment_price) == (4, 191.04)
+    assert (item.installments, item.installment_price) == (4, Decimal("191.04"))
 
 
 def test_sample_6_java_numbers_survive(sample_lines):
     big, shoes = parse_sample(sample_lines, 6).items
     assert big.total_price == 10399.0                         # 1.0399E4
-    assert (big.installments, big.installment_price, big.discount_value) == (12, 866.58, 0.0)
+    assert (big.installments, big.installment_price, big.discount_value) == (12, Decimal("866.58"), 0)
     assert big.campaign_codes == ["HOTSALE"]
     assert shoes.values["item_name"] == "Tenis Nike Revolution 7 = Talla 27"
     assert shoes.values["quantity"] == 2 and shoes.is_in_stock is False
@@ -187,19 +188,61 @@ def test_envelope_errors():
     assert (env.message_id, env.body, env.sent_timestamp_ms) == ("m", "{}", None)
 
 
-@pytest.mark.parametrize("raw, value", [
-    ("899.0", 899.0), ("8.5E-4", 0.00085), ("1.0E7", 1e7), ("1.0399E4", 10399.0), ("-2", -2.0),
-    ("$1,299.00", 1299.0), ("MXN 1,299.50", 1299.5), ("1,299.00 MXN", 1299.0), (" 45.5 ", 45.5),
-    ("null", None), ("(not set)", None), (None, None),
+@pytest.mark.parametrize("raw, what, value", [
+    ("899.0", "price", "899"), ("8.5E-4", "price", "0.00085"), ("1.0E7", "price", "10000000"),
+    ("1.0399E4", "price", "10399"), ("-2", "price", "-2"),
+    ("$1,299.00", "price", "1299"), ("$1,299.00", "price_in_usd", "1299"), ("MXN 1,299.50", "price", "1299.5"),
+    ("1,299.00 MXN", "totalPrice", "1299"), ("USD 45.50", "price_in_usd", "45.5"), (" 45.5 ", "price", "45.5"),
+    ("-$5.25", "discountt", "-5.25"), ("1234567", "price", "1234567"),
+    # six decimal places, rounded half away from zero (as DuckDB's cast to DECIMAL(18, 6))
+    ("0.0000005", "price", "0.000001"), ("-0.0000015", "price", "-0.000002"), ("1.23456789", "price", "1.234568"),
+    ("999999999999.999999", "price", "999999999999.999999"),
+    ("null", "price", None), ("(not set)", "price", None), (None, "price", None),
 ])
-def test_numbers(raw, value):
-    assert wire.parse_number(raw, "x") == value
+def test_money(raw, what, value):
+    parsed = wire.parse_money(raw, what)
+    assert parsed == (None if value is None else Decimal(value))
+    assert parsed is None or parsed.as_tuple().exponent == -6       # DECIMAL(18, 6)
 
 
-@pytest.mark.parametrize("raw", ["abc", "1.2.3", "inf", "$", "1e999"])
-def test_numbers_that_are_not(raw):
-    with pytest.raises(RejectedMessage, match="bad_item_value:x"):
-        wire.parse_number(raw, "x")
+@pytest.mark.parametrize("raw, what", [
+    ("abc", "price"), ("1.2.3", "price"), ("inf", "price"), ("$", "price"), ("NaN", "price"),
+    # strict money text: thousands groups of three, a currency code only of the field's currency
+    ("1.299,50", "price"), ("12abc", "price"), ("1,2,3.4", "price"), ("12,34", "price"),
+    ("MXN 1,299.50", "price_in_usd"), ("USD 5", "price"), ("EUR 5", "price"), ("MXN 5 MXN", "price"),
+    ("1_000", "price"), ("0x10", "price"), ("€5", "price"),
+    # the range: |value| < 10^12, after rounding
+    ("1.0E33", "price"), ("1e999", "price"), ("1.0E12", "price"), ("-1000000000000", "item_revenue"),
+    ("999999999999.9999995", "price"), ("1.0E31", "discountt"),
+])
+def test_money_that_is_not(raw, what):
+    with pytest.raises(RejectedMessage, match=f"bad_item_value:{what}"):
+        wire.parse_money(raw, what)
+
+
+@pytest.mark.parametrize("raw, what, value", [
+    ("4", "quantity", 4), ("4.0", "quantity", 4), ("1.0E1", "quantity", 10), ("-3", "quantity", -3),
+    ("100000", "quantity", 100_000), ("1000", "number_of_installments", 1000), ("null", "quantity", None),
+])
+def test_whole_numbers(raw, what, value):
+    assert wire.parse_integer(raw, what) == value
+
+
+@pytest.mark.parametrize("raw, what", [
+    ("1.5", "quantity"), ("100001", "quantity"), ("1.0E6", "quantity"), ("9223372036854775808", "quantity"),
+    ("1001", "number_of_installments"), ("$4", "quantity"), ("4 units", "quantity"),
+])
+def test_whole_numbers_that_are_not(raw, what):
+    with pytest.raises(RejectedMessage, match=f"bad_item_value:{what}"):
+        wire.parse_integer(raw, what)
+
+
+def test_an_event_with_too_many_items_is_rejected():
+    item = "{item_id=A, price=1.0, quantity=1}"
+    assert len(wire.parse_items("[" + ", ".join([item] * wire.MAX_ITEMS) + "]")) == wire.MAX_ITEMS
+    with pytest.raises(RejectedMessage) as info:
+        wire.parse_items("[" + ", ".join([item] * (wire.MAX_ITEMS + 1)) + "]")
+    assert info.value.reason == "bad_value:items"
 
 
 def test_codes_are_trimmed_deduped_and_split_into_campaigns_and_arms():

@@ -29,13 +29,13 @@ CREATE TABLE IF NOT EXISTS stg_events (
     item_category3      VARCHAR,
     item_category4      VARCHAR,
     item_category5      VARCHAR,
-    price_in_usd        DOUBLE,
-    price               DOUBLE,              -- local currency (MXN)
+    price_in_usd        DECIMAL(18, 6),
+    price               DECIMAL(18, 6),              -- local currency (MXN)
     quantity            BIGINT,
-    item_revenue_in_usd DOUBLE,
-    item_revenue        DOUBLE,
-    item_refund_in_usd  DOUBLE,
-    item_refund         DOUBLE,
+    item_revenue_in_usd DECIMAL(18, 6),
+    item_revenue        DECIMAL(18, 6),
+    item_refund_in_usd  DECIMAL(18, 6),
+    item_refund         DECIMAL(18, 6),
     coupon              VARCHAR,
     affiliation         VARCHAR,
     location_id         VARCHAR,
@@ -50,10 +50,10 @@ CREATE TABLE IF NOT EXISTS stg_events (
     discount_codes      VARCHAR[],           -- every code of the discounts param, trimmed, deduplicated
     campaign_codes      VARCHAR[],           -- the codes that are not experiment arms
     experiment_arms     STRUCT(code VARCHAR, experiment_id VARCHAR, variant VARCHAR)[],
-    discount_value      DOUBLE,              -- discountt param, local currency
-    total_price         DOUBLE,              -- totalPrice param, local currency
+    discount_value      DECIMAL(18, 6),              -- discountt param, local currency
+    total_price         DECIMAL(18, 6),              -- totalPrice param, local currency
     installments        BIGINT,              -- number_of_installments param
-    installment_price   DOUBLE,
+    installment_price   DECIMAL(18, 6),
     item_params_extra   MAP(VARCHAR, VARCHAR), -- params without a column (_el, error_value, ...), raw
     extra_fields        JSON,                -- unknown body fields, raw
     raw_body            VARCHAR              -- the body as received; on the event's first row only

@@ -2,7 +2,8 @@
 -- Grain: one row per (line_number, item_index). Key: (line_number, item_index).
 -- Loaded: into the temp table parsed_line_items by process_staging.py, inside the batch's
 --         transaction; a line with an item that is not item_ok goes to the Python parser whole.
--- Reads: parsed_lines (temp table from parsed_lines.sql). Params: $experiment_pattern.
+-- Reads: parsed_lines (temp table from parsed_lines.sql).
+-- Params: $experiment_pattern, $max_quantity, $max_installments, $max_items (wire.py's limits).
 --
 -- Flat on purpose: item fields are taken by position (the producer's order; any other order goes
 -- to nelo_etl.wire), params are cut into rows and pivoted back by key, and every value is
@@ -83,13 +84,14 @@ raw_items AS (
 items AS MATERIALIZED (  -- read twice below: materialised, so the fields are split once
     SELECT line_number, item_index, item_count,
            in_order
-             AND ga4_number_ok(price_in_usd)
-             AND ga4_number_ok(price)
-             AND ga4_number_ok(item_revenue_in_usd)
-             AND ga4_number_ok(item_revenue)
-             AND ga4_number_ok(item_refund_in_usd)
-             AND ga4_number_ok(item_refund)
-             AND ga4_integer_ok(quantity) AS fields_ok,
+             AND ga4_money_ok(price_in_usd)
+             AND ga4_money_ok(price)
+             AND ga4_money_ok(item_revenue_in_usd)
+             AND ga4_money_ok(item_revenue)
+             AND ga4_money_ok(item_refund_in_usd)
+             AND ga4_money_ok(item_refund)
+             AND ga4_integer_ok(quantity, $max_quantity)
+             AND item_count <= $max_items AS fields_ok,
            ga4_text(item_id) AS item_id,
            ga4_text(item_name) AS item_name,
            ga4_text(item_brand) AS item_brand,
@@ -110,13 +112,13 @@ items AS MATERIALIZED (  -- read twice below: materialised, so the fields are sp
            ga4_text(creative_slot) AS creative_slot,
            -- a list id of (not set) is reported as the list (not set)
            CASE WHEN item_list_id IN ('null', '') THEN NULL ELSE item_list_id END AS item_list_id,
-           ga4_number(price_in_usd) AS price_in_usd,
-           ga4_number(price) AS price,
-           ga4_number(item_revenue_in_usd) AS item_revenue_in_usd,
-           ga4_number(item_revenue) AS item_revenue,
-           ga4_number(item_refund_in_usd) AS item_refund_in_usd,
-           ga4_number(item_refund) AS item_refund,
-           ga4_integer(quantity) AS quantity,
+           ga4_money(price_in_usd) AS price_in_usd,
+           ga4_money(price) AS price,
+           ga4_money(item_revenue_in_usd) AS item_revenue_in_usd,
+           ga4_money(item_revenue) AS item_revenue,
+           ga4_money(item_refund_in_usd) AS item_refund_in_usd,
+           ga4_money(item_refund) AS item_refund,
+           ga4_integer(quantity, $max_quantity) AS quantity,
            item_params
     FROM raw_items
 ),
@@ -161,18 +163,18 @@ param_typed AS MATERIALIZED (
 params AS (
     SELECT line_number, item_index,
            count(*) = count(DISTINCT k) AND bool_and(slots_ok)
-             AND bool_and(k NOT IN ('discountt', 'totalPrice', 'installment_price') OR ga4_number_ok(v))
-             AND bool_and(k <> 'number_of_installments' OR ga4_integer_ok(v))
+             AND bool_and(k NOT IN ('discountt', 'totalPrice', 'installment_price') OR ga4_money_ok(v))
+             AND bool_and(k <> 'number_of_installments' OR ga4_integer_ok(v, $max_installments))
              AND bool_and(k <> 'in_stock' OR v IS NULL OR v IN ('0', '1', '(not set)', ''))
              AND bool_and(k <> 'discounts' OR v IS NULL OR regexp_full_match(v, '[ -~]*'))
              -- bool_and skips nulls: every test above is a non-null boolean
              AS params_ok,
            any_value(v) FILTER (WHERE k = 'in_stock') AS in_stock,
            any_value(v) FILTER (WHERE k = 'discounts') AS discounts,
-           any_value(ga4_number(v)) FILTER (WHERE k = 'discountt') AS discount_value,
-           any_value(ga4_number(v)) FILTER (WHERE k = 'totalPrice') AS total_price,
-           any_value(ga4_integer(v)) FILTER (WHERE k = 'number_of_installments') AS installments,
-           any_value(ga4_number(v)) FILTER (WHERE k = 'installment_price') AS installment_price,
+           any_value(ga4_money(v)) FILTER (WHERE k = 'discountt') AS discount_value,
+           any_value(ga4_money(v)) FILTER (WHERE k = 'totalPrice') AS total_price,
+           any_value(ga4_integer(v, $max_installments)) FILTER (WHERE k = 'number_of_installments') AS installments,
+           any_value(ga4_money(v)) FILTER (WHERE k = 'installment_price') AS installment_price,
            -- every other param is kept raw, in the order it came
            map_from_entries(list({'key': k, 'value': v} ORDER BY param_index)
                FILTER (WHERE k NOT IN ('in_stock', 'discounts', 'discountt', 'totalPrice',
