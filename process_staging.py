@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nelo_etl import cli
 from nelo_etl.config import Config
-from nelo_etl.staging import process_files, staging_files
+from nelo_etl.staging import StagingBusy, process_files, staging_files
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
@@ -25,7 +25,11 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             print(f"would {'reprocess' if args.reprocess else 'load'} {p}")
         print(f"dry run: {len(paths)} file(s); nothing loaded or moved")
         return cli.EXIT_OK
-    run = process_files(cfg, paths, reprocess=bool(args.reprocess))
+    try:
+        run = process_files(cfg, paths, reprocess=bool(args.reprocess))
+    except StagingBusy as exc:
+        print(f"skipped: {exc}", file=sys.stderr)
+        return cli.EXIT_SKIPPED
     for f in run.files:
         print(f.line())
     if run.gold_line():

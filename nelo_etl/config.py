@@ -56,6 +56,8 @@ class Settings(BaseModel):
     duckdb_memory_limit: str = Field(
         "1.5GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="DuckDB's memory limit for the job; beyond it DuckDB spills to <database>.tmp/")
+    staging_settle_seconds: float = Field(
+        300.0, ge=0, description="a staging file whose last line is incomplete waits this long for its writer before it is loaded as truncated")
     db_lock_timeout_seconds: float = Field(
         60.0, ge=0, description="how long to retry when another process holds the database")
     session_timeout_minutes: float = Field(30.0, gt=0, description="a gap longer than this starts a new session")

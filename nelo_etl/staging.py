@@ -8,28 +8,33 @@ row goes into the ``etl_batches`` ledger. Only after the commit does the file mo
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+import duckdb
 import pyarrow as pa
 
 from . import gold, silver, sql, wire
 from .config import Config
 from .db import DatabaseBusy, connect, ensure_schema, transaction
-from .ingest import crash_point, fsync_dir
+from .ingest import crash_point, durable_copy, fsync_dir
 
 log = logging.getLogger("nelo_etl.staging")
 
 CHUNK_LINES = 10_000     # lines parsed into one Arrow chunk: bounds the parser's memory
 STG_EVENTS = sql.Target("stg_events", "append")
-DEAD_LETTERS = sql.Target("dead_letter_messages", "merge", ("source_sha256", "line_number"))
+# keyed by batch name and line: a later load of the same file (a reprocess, or the whole file after
+# a truncated copy) rewrites its dead letters instead of adding a second row per message
+DEAD_LETTERS = sql.Target("dead_letter_messages", "merge", ("source_file", "line_number"))
 
 _ARM = pa.struct([("code", pa.string()), ("experiment_id", pa.string()), ("variant", pa.string())])
 #: Money, exact from the parser on (wire.parse_money): DECIMAL(18, 6).
@@ -57,7 +62,7 @@ REJECTED_SCHEMA = pa.schema([
 @dataclass
 class FileResult:
     file_name: str
-    status: str                     # committed | skipped | failed
+    status: str                     # committed | skipped | failed | waiting (not ready) | ignored (not a file)
     received: int = 0
     loaded_events: int = 0
     duplicate_events: int = 0
@@ -65,6 +70,7 @@ class FileResult:
     seconds: float = 0.0
     error: str | None = None
     python_parsed_lines: int = 0     # lines the DuckDB parser left to the contract parser (-1: all)
+    isolated: int = 0                # lines dead-lettered as load_error:... by the bisection
     timings: dict[str, float] = field(default_factory=dict)   # seconds per stage (parse, stage, silver...)
 
     def line(self) -> str:
@@ -72,9 +78,12 @@ class FileResult:
             return f"{self.file_name}: skipped (already loaded; --reprocess to load again)"
         if self.status == "failed":
             return f"{self.file_name}: FAILED: {self.error}"
+        if self.status in ("waiting", "ignored"):
+            return f"{self.file_name}: {self.status}: {self.error}"
         return (f"{self.file_name}: received={self.received} loaded={self.loaded_events} "
                 f"duplicates={self.duplicate_events} dead_lettered={self.dead_lettered} "
-                f"seconds={self.seconds:.2f}")
+                + (f"isolated={self.isolated} " if self.isolated else "")
+                + f"seconds={self.seconds:.2f}")
 
 
 @dataclass
@@ -106,11 +115,15 @@ class _Columns:
 
     def add_event(self, number: int, env: wire.Envelope, event: wire.ParsedEvent) -> None:
         c = self.cols
-        extra = json.dumps(event.extra_fields, ensure_ascii=False) if event.extra_fields else None
+        # text DuckDB can store: a lone surrogate (a JSON "\\udcff" escape) becomes U+FFFD here; the
+        # raw bytes stay in the archived batch file
+        extra = _db_text(json.dumps(event.extra_fields, ensure_ascii=False)) if event.extra_fields else None
+        message_id = _db_text(env.message_id)
+        replay = None if event.replay_timestamp is None else _db_text(event.replay_timestamp)
         rows = event.items or [None]
         for i, item in enumerate(rows):
             c["line_number"].append(number)
-            c["message_id"].append(env.message_id)
+            c["message_id"].append(message_id)
             c["sent_timestamp_ms"].append(env.sent_timestamp_ms)
             c["receive_count"].append(env.receive_count)
             c["event_id"].append(event.event_id)
@@ -118,7 +131,7 @@ class _Columns:
             c["user_id"].append(event.user_id)
             c["event_name"].append(event.event_name)
             c["platform"].append(event.platform)
-            c["replay_timestamp"].append(event.replay_timestamp)
+            c["replay_timestamp"].append(replay)
             c["item_count"].append(len(event.items))
             c["extra_fields"].append(extra)
             c["raw_body"].append(env.body if i == 0 else None)
@@ -173,26 +186,77 @@ def parse_lines(lines: Iterable[tuple[int, str]], experiment_pattern: str,
                 dead_letters: list[dict[str, Any]]) -> Iterator[tuple[pa.Table, pa.Table]]:
     """Parse batch-file lines with the contract parser, in chunks of Arrow tables
     (parsed item rows, rejected lines). Rejections are also appended to ``dead_letters``."""
-    cols = _Columns()
-    count = 0
+    chunk: list[tuple[int, str]] = []
     for number, line in lines:
-        message_id = None
-        try:
-            env = wire.parse_envelope(line)
-            message_id = env.message_id
-            event = wire.parse_body(env.body, experiment_pattern, env.sent_timestamp_ms)
-        except wire.RejectedMessage as exc:
-            raw = env.body if message_id is not None else line
-            dead_letters.append({"MessageId": message_id, "line_number": number, "reason": exc.reason,
-                                 "detail": exc.detail, "Body": raw})
-            cols.add_rejected(number, message_id and _db_text(message_id), exc.reason, exc.detail, _db_text(raw))
-        else:
-            cols.add_event(number, env, event)
-        count += 1
-        if count % CHUNK_LINES == 0:
-            yield cols.tables()
-            cols = _Columns()
-    yield cols.tables()
+        chunk.append((number, line))
+        if len(chunk) == CHUNK_LINES:
+            yield _parse_chunk_lines(chunk, experiment_pattern, dead_letters)
+            chunk = []
+    yield _parse_chunk_lines(chunk, experiment_pattern, dead_letters)
+
+
+def _parse_line(cols: _Columns, number: int, line: str, experiment_pattern: str,
+                dead_letters: list[dict[str, Any]]) -> None:
+    """One line into ``cols``: its item rows, or a rejection with its reason code. An unexpected
+    error is this line's alone: it is dead-lettered as ``load_error:<class>``, never the file's."""
+    message_id = None
+    raw = line
+    try:
+        env = wire.parse_envelope(line)
+        message_id, raw = env.message_id, env.body
+        event = wire.parse_body(env.body, experiment_pattern, env.sent_timestamp_ms)
+    except wire.RejectedMessage as exc:
+        reason, detail = exc.reason, exc.detail
+    except Exception as exc:  # noqa: BLE001 - a parser bug must cost one message, not the batch
+        reason, detail = f"load_error:{type(exc).__name__}", _first_line(exc)
+    else:
+        cols.add_event(number, env, event)
+        return
+    dead_letters.append({"MessageId": message_id, "line_number": number, "reason": reason,
+                         "detail": detail, "Body": raw})
+    cols.add_rejected(number, message_id and _db_text(message_id), reason, detail, _db_text(raw))
+
+
+def _parse_chunk_lines(chunk: Sequence[tuple[int, str]], experiment_pattern: str,
+                       dead_letters: list[dict[str, Any]]) -> tuple[pa.Table, pa.Table]:
+    """A chunk of lines as Arrow tables. If a value cannot become Arrow (which would fail the
+    whole file on every run), the chunk is rebuilt line by line and the offending lines are
+    dead-lettered as ``load_error:<class>``."""
+    records: list[dict[str, Any]] = []
+    cols = _Columns()
+    for number, line in chunk:
+        _parse_line(cols, number, line, experiment_pattern, records)
+    try:
+        tables = cols.tables()
+    except Exception:  # noqa: BLE001 - isolated below, line by line
+        log.warning("a chunk of lines could not be converted to Arrow; isolating the offending lines")
+        records, parsed, rejected = [], [], []
+        for number, line in chunk:
+            one: list[dict[str, Any]] = []
+            single = _Columns()
+            _parse_line(single, number, line, experiment_pattern, one)
+            try:
+                p, r = single.tables()
+            except Exception as exc:  # noqa: BLE001
+                one = [{"MessageId": None, "line_number": number, "reason": f"load_error:{type(exc).__name__}",
+                        "detail": _first_line(exc), "Body": line}]
+                single = _Columns()
+                single.add_rejected(number, None, one[0]["reason"], one[0]["detail"], _db_text(line))
+                p, r = single.tables()
+            records.extend(one)
+            parsed.append(p)
+            rejected.append(r)
+        tables = (pa.concat_tables(parsed) if parsed else PARSED_SCHEMA.empty_table(),
+                  pa.concat_tables(rejected) if rejected else REJECTED_SCHEMA.empty_table())
+    dead_letters.extend(records)
+    return tables
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line for a one-line report: never empty, never an IndexError
+    (``MemoryError()`` and ``RuntimeError()`` have no message at all)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else f"{type(exc).__name__} (no message)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,74 +291,324 @@ def already_loaded(con: Any, sha: str) -> bool:
                             {"sha": sha}).fetchall()[0][0])
 
 
+def utc_now() -> datetime:
+    """Now in UTC as a naive timestamp (the warehouse's TIMESTAMPs are UTC, whatever TZ says)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class FileWaiting(Exception):
+    """The file is not ready (still being written, or it changed during its load): nothing was
+    committed and it stays in staging/ for the next run. Not a failure."""
+
+
+class ContentChanged(Exception):
+    """A batch name was loaded before with other content: archived batches are immutable."""
+
+
+class NotRegularFile(Exception):
+    """A symlink, FIFO, device or folder where a batch file should be: never read, left alone."""
+
+
+def open_regular(path: Path) -> os.stat_result:
+    """The stat of ``path`` if it is a regular file, opened without following links and without
+    blocking (a FIFO would hang a plain open forever); raises NotRegularFile otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise NotRegularFile(f"{path.name}: a symbolic link, not a regular file; left alone") from None
+        raise
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(f"{path.name}: {_file_kind(st.st_mode)}, not a regular file; left alone")
+    return st
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def last_line_complete(path: Path, size: int) -> bool:
+    """Whether the file ends with a newline (an empty file counts as complete)."""
+    if size == 0:
+        return True
+    with open(path, "rb") as fh:
+        fh.seek(size - 1)
+        return fh.read(1) == b"\n"
+
+
+def sha256_prefix(path: Path, length: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        left = length
+        while left > 0 and (block := fh.read(min(1 << 20, left))):
+            h.update(block)
+            left -= len(block)
+    return h.hexdigest()
+
+
+def check_immutable(con: Any, path: Path, sha: str, size: int) -> None:
+    """Refuse a batch name whose loaded content differs: batch files never change once written.
+    The one exception: a file whose earlier load was of a cut copy (a truncated staging file) may
+    be completed by the whole file, whose first bytes are exactly what was loaded."""
+    rows = con.execute(
+        "SELECT sha256, file_bytes FROM etl_batches WHERE file_name = $f AND status = 'committed' "
+        "ORDER BY load_id DESC", {"f": path.name}).fetchall()
+    for loaded_sha, loaded_bytes in rows:
+        if loaded_sha == sha:
+            continue
+        if loaded_bytes is not None and size > loaded_bytes and sha256_prefix(path, loaded_bytes) == loaded_sha:
+            continue
+        raise ContentChanged(
+            f"{path.name} was loaded before with other content (sha256 {loaded_sha[:12]}.., now {sha[:12]}..): "
+            "batch files are immutable; refusing to load it (restore the archived original)")
+
+
 def move_to(path: Path, folder: Path) -> Path:
-    """Move a batch file into ``folder`` (rename; both live on the same volume)."""
+    """Move a batch file into ``folder``: a rename, or, when ``folder`` is on another filesystem,
+    a durable copy (temp + fsync + rename) and then the unlink of the source."""
     dest = folder / path.name
-    os.replace(path, dest)
+    try:
+        os.replace(path, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        durable_copy(path, folder)
+        path.unlink()
+        fsync_dir(path.parent)
     os.chmod(dest, 0o600)       # it holds user ids, whoever dropped it into staging/
     fsync_dir(folder)
     return dest
 
 
+#: Errors that come from the data of some message(s), not from the machine: the loader isolates
+#: the offending lines (bisection) and dead-letters them as load_error:<check or class>.
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    sql.CheckFailed, duckdb.DataError, duckdb.IntegrityError, duckdb.InvalidInputException, ValueError)
+#: Bounds on isolating: beyond them the file fails as a whole, as before (a systematic fault).
+ISOLATE_MAX_TRIALS = 64
+ISOLATE_MAX_BAD_LINES = 16      # and never more than half of a file's messages
+
+
+def is_data_error(exc: BaseException) -> bool:
+    return isinstance(exc, DATA_ERRORS) and not isinstance(exc, (duckdb.OperationalError, MemoryError))
+
+
+def load_error_reason(exc: BaseException) -> str:
+    """``load_error:<check name>`` for a failing data check, ``load_error:<error class>`` else."""
+    if isinstance(exc, sql.CheckFailed):
+        return f"load_error:{exc.name}"
+    return f"load_error:{type(exc).__name__}"
+
+
+@dataclass
+class _Load:
+    """What one file's load works with, across its attempts."""
+
+    cfg: Config
+    path: Path
+    sha: str
+    batch_id: str
+    reprocess: bool
+    started: datetime
+    identity: tuple[int, int, int]
+    result: FileResult
+    dead_letters: list[dict[str, Any]]
+
+
 def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | None = None) -> FileResult:
-    """Load one batch file in one transaction. Raises on failure (the database is unchanged)."""
+    """Load one batch file in one transaction. Raises on failure (the database is unchanged);
+    raises FileWaiting when the file is not ready and NotRegularFile for anything but a file.
+
+    When the transaction fails for a data reason (a data check, a cast or overflow), the lines
+    that cause it are isolated by bisection (trial transactions, rolled back) and dead-lettered as
+    ``load_error:<check or class>``; the rest of the file commits. Infrastructure errors (disk,
+    lock, memory) fail the file as a whole."""
     t0 = time.monotonic()
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    st = open_regular(path)
+    if not reprocess and not last_line_complete(path, st.st_size) \
+            and time.time() - st.st_mtime < cfg.staging_settle_seconds:
+        raise FileWaiting(f"{path.name}: its last line is incomplete (still being written?); "
+                          "it waits for the next run")
     sha = sha256_of(path)
-    batch_id = path.name.removesuffix(".jsonl")
-    result = FileResult(path.name, "committed")
+    load = _Load(cfg, path, sha, path.name.removesuffix(".jsonl"), reprocess, utc_now(), _identity(st),
+                 FileResult(path.name, "committed"), [])
     con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
     try:
         ensure_schema(con)
         if not reprocess and already_loaded(con, sha):
-            result.status = "skipped"
-            return result
-        dead_letters: list[dict[str, Any]] = []
-        clock = _Clock(result.timings)
+            load.result.status = "skipped"
+            return load.result
+        check_immutable(con, path, sha, st.st_size)
+        clock = _Clock(load.result.timings)
         # Parsing fills temp tables only, so it runs before the transaction: a DuckDB error while
         # parsing (say, invalid UTF-8) then leaves no aborted transaction behind, and the
         # contract parser can take over on the same connection.
         create_parse_tables(con)
         if (parser or cfg.parser) == "duckdb":
-            result.python_parsed_lines = parse_with_duckdb(con, cfg, path, dead_letters)
+            load.result.python_parsed_lines = parse_with_duckdb(con, cfg, path, load.dead_letters)
         else:
-            parse_with_python(con, cfg, path, dead_letters)
+            parse_with_python(con, cfg, path, load.dead_letters)
         clock.lap("parse")
-        with transaction(con):
-            load_id = con.execute("SELECT nextval('etl_load_id_seq')").fetchall()[0][0]
-            crash_point("during_load")
-            params = {"load_id": load_id, "batch_id": batch_id, "source_file": path.name, "source_sha256": sha}
-            messages = con.execute("SELECT count(DISTINCT line_number) FROM parsed_items").fetchall()[0][0]
-            sql.write(con, STG_EVENTS, sql.read_sql(sql.sql_path("staging", "stg_events")), params)
-            sql.write(con, DEAD_LETTERS, sql.read_sql(sql.sql_path("staging", "dead_letter_messages")), params)
-            result.loaded_events = con.execute(
-                "SELECT count(DISTINCT event_id) FROM stg_events WHERE load_id = $l", {"l": load_id}).fetchall()[0][0]
-            result.dead_lettered = len(dead_letters)
-            result.duplicate_events = messages - result.loaded_events
-            result.received = messages + result.dead_lettered
-            clock.lap("stage")
-            for model, seconds in silver.apply_batch(con, cfg, params).items():
-                result.timings[f"silver.{model}"] = seconds
-            clock.lap("silver")
-            con.execute(
-                "INSERT INTO etl_batches VALUES ($load_id, $batch_id, $file, $sha, $received, $loaded, $dupes, "
-                "$dead, $started, now()::TIMESTAMP, 'committed', $reprocess, NULL)",
-                {"load_id": load_id, "batch_id": batch_id, "file": path.name, "sha": sha,
-                 "received": result.received, "loaded": result.loaded_events, "dupes": result.duplicate_events,
-                 "dead": result.dead_lettered, "started": started, "reprocess": reprocess}).fetchall()
-            sql.run_checks(con, silver.model_params(cfg, params))
-            clock.lap("checks")
-            write_dead_letter_file(Path(cfg.dead_letter_dir), path.name, dead_letters)
-            crash_point("before_commit")
-        clock.lap("commit")
-        log.info("%s timings: %s", path.name, ", ".join(f"{k}={v:.3f}" for k, v in result.timings.items()))
-        # DuckDB's COMMIT can roll back silently: make sure the ledger row is really there
-        if not con.execute("SELECT count(*) FROM etl_batches WHERE load_id = $l", {"l": load_id}).fetchall()[0][0]:
-            raise RuntimeError(f"commit of {path.name} did not persist")
+        try:
+            _transaction(con, load, clock)
+        except Exception as exc:  # noqa: BLE001 - only data errors are isolated; others re-raised
+            if not is_data_error(exc):
+                raise
+            log.warning("%s: the load failed for a data reason (%s); isolating the offending lines",
+                        path.name, _first_line(exc))
+            bad = _isolate(con, load, exc)
+            _exclude(con, load, bad)
+            load.result.isolated = len(bad)
+            _transaction(con, load, clock)
+        log.info("%s timings: %s", path.name, ", ".join(f"{k}={v:.3f}" for k, v in load.result.timings.items()))
     finally:
         con.close()
-    result.seconds = time.monotonic() - t0
-    return result
+    load.result.seconds = time.monotonic() - t0
+    return load.result
+
+
+def _transaction(con: Any, load: _Load, clock: "_Clock | None", trial: bool = False) -> None:
+    """Stage, Silver, ledger and checks in one transaction; COMMIT, or ROLLBACK when ``trial``
+    (a trial only asks whether the rows of parsed_items load)."""
+    cfg, path, result = load.cfg, load.path, load.result
+    con.execute("BEGIN TRANSACTION").fetchall()
+    try:
+        load_id = con.execute("SELECT nextval('etl_load_id_seq')").fetchall()[0][0]
+        crash_point("during_load")
+        params = {"load_id": load_id, "batch_id": load.batch_id, "source_file": path.name,
+                  "source_sha256": load.sha}
+        messages = con.execute("SELECT count(DISTINCT line_number) FROM parsed_items").fetchall()[0][0]
+        sql.write(con, STG_EVENTS, sql.read_sql(sql.sql_path("staging", "stg_events")), params)
+        sql.write(con, DEAD_LETTERS, sql.read_sql(sql.sql_path("staging", "dead_letter_messages")), params)
+        # earlier dead letters of this batch name whose line loaded now (a truncated copy that the
+        # whole file completed) are resolved: superseded, no longer open
+        con.execute(
+            "UPDATE dead_letter_messages SET resolved_ts = $now, resolved_by_load_id = $load_id, "
+            "resolution = 'superseded' WHERE source_file = $file AND resolved_ts IS NULL AND load_id <> $load_id "
+            "AND line_number NOT IN (SELECT line_number FROM rejected_lines)",
+            {"now": utc_now(), "load_id": load_id, "file": path.name}).fetchall()
+        result.loaded_events = con.execute(
+            "SELECT count(DISTINCT event_id) FROM stg_events WHERE load_id = $l", {"l": load_id}).fetchall()[0][0]
+        result.dead_lettered = len(load.dead_letters)
+        result.duplicate_events = messages - result.loaded_events
+        result.received = messages + result.dead_lettered
+        if clock:
+            clock.lap("stage")
+        for model, seconds in silver.apply_batch(con, cfg, params).items():
+            result.timings[f"silver.{model}"] = seconds
+        if clock:
+            clock.lap("silver")
+        con.execute(
+            "INSERT INTO etl_batches (load_id, batch_id, file_name, sha256, received, loaded_events, "
+            "duplicate_events, dead_lettered, started_ts, finished_ts, status, is_reprocess, error, file_bytes) "
+            "VALUES ($load_id, $batch_id, $file, $sha, $received, $loaded, $dupes, $dead, $started, $finished, "
+            "'committed', $reprocess, NULL, $bytes)",
+            {"load_id": load_id, "batch_id": load.batch_id, "file": path.name, "sha": load.sha,
+             "received": result.received, "loaded": result.loaded_events, "dupes": result.duplicate_events,
+             "dead": result.dead_lettered, "started": load.started, "finished": utc_now(),
+             "reprocess": load.reprocess, "bytes": load.identity[1]}).fetchall()
+        sql.run_checks(con, silver.model_params(cfg, params))
+        if clock:
+            clock.lap("checks")
+        if trial:
+            con.execute("ROLLBACK").fetchall()
+            return
+        # a file that changed while it was read is not committed: it waits for the next run
+        try:
+            now = _identity(os.stat(path))
+        except FileNotFoundError:
+            now = None
+        if now != load.identity:
+            raise FileWaiting(f"{path.name}: changed during its load (size, time or inode); "
+                              "nothing committed, it waits for the next run")
+        write_dead_letter_file(Path(cfg.dead_letter_dir), path.name, load.dead_letters)
+        crash_point("before_commit")
+    except BaseException:
+        con.execute("ROLLBACK").fetchall()
+        raise
+    con.execute("COMMIT").fetchall()
+    if clock:
+        clock.lap("commit")
+    # DuckDB's COMMIT can roll back silently: make sure the ledger row is really there
+    if not con.execute("SELECT count(*) FROM etl_batches WHERE load_id = $l", {"l": load_id}).fetchall()[0][0]:
+        raise RuntimeError(f"commit of {path.name} did not persist")
+
+
+def _isolate(con: Any, load: _Load, first_error: BaseException) -> dict[int, tuple[str, str]]:
+    """The lines whose rows make the load fail, by bisection over trial transactions (each rolled
+    back): {line_number: (reason, detail)}. Raises ``first_error`` when the fault cannot be pinned
+    on a few lines (it needs several lines together, or it is everywhere: a systematic fault)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE parsed_all AS SELECT * FROM parsed_items").fetchall()
+    lines = [n for (n,) in con.execute("SELECT DISTINCT line_number FROM parsed_all ORDER BY 1").fetchall()]
+    trials = 0
+    bad: dict[int, tuple[str, str]] = {}
+
+    def fails(subset: list[int]) -> BaseException | None:
+        nonlocal trials
+        trials += 1
+        if trials > ISOLATE_MAX_TRIALS or len(bad) > ISOLATE_MAX_BAD_LINES:
+            raise first_error
+        con.execute("CREATE OR REPLACE TEMP TABLE parsed_items AS SELECT * FROM parsed_all "
+                    "WHERE line_number IN (SELECT unnest($lines::INTEGER[]))", {"lines": subset}).fetchall()
+        trial_result = FileResult(load.path.name, "trial")
+        trial = _Load(load.cfg, load.path, load.sha, load.batch_id, load.reprocess, load.started, load.identity,
+                      trial_result, load.dead_letters)
+        try:
+            _transaction(con, trial, None, trial=True)
+        except Exception as exc:  # noqa: BLE001
+            if not is_data_error(exc):
+                raise
+            return exc
+        return None
+
+    def search(subset: list[int], error: BaseException) -> None:
+        if len(subset) == 1:
+            bad[subset[0]] = (load_error_reason(error), _first_line(error))
+            return
+        half = len(subset) // 2
+        found = len(bad)
+        for part in (subset[:half], subset[half:]):
+            part_error = fails(part)
+            if part_error is not None:
+                search(part, part_error)
+        if len(bad) == found:
+            raise first_error       # only the lines together fail: nothing to pin on one message
+
+    try:
+        search(lines, first_error)
+    finally:
+        con.execute("CREATE OR REPLACE TEMP TABLE parsed_items AS SELECT * FROM parsed_all").fetchall()
+    if len(bad) > max(1, len(lines) // 2):
+        raise first_error           # most of the file: a systematic fault, not a poison message
+    log.warning("%s: isolated %d line(s) in %d trial loads: %s", load.path.name, len(bad), trials,
+                ", ".join(f"{n} ({r})" for n, (r, _) in sorted(bad.items())))
+    return bad
+
+
+def _exclude(con: Any, load: _Load, bad: dict[int, tuple[str, str]]) -> None:
+    """Move the isolated lines from parsed_items to the rejected lines, with their reasons."""
+    for number, (reason, detail) in sorted(bad.items()):
+        row = con.execute(
+            "SELECT any_value(message_id), max(raw_body) FROM parsed_items WHERE line_number = $n",
+            {"n": number}).fetchall()[0]
+        con.execute("INSERT INTO rejected_lines VALUES ($n, $m, $r, $d, $b)",
+                    {"n": number, "m": row[0], "r": reason, "d": detail, "b": row[1]}).fetchall()
+        con.execute("DELETE FROM parsed_items WHERE line_number = $n", {"n": number}).fetchall()
+        load.dead_letters.append({"MessageId": row[0], "line_number": number, "reason": reason,
+                                  "detail": detail, "Body": row[1]})
 
 
 def create_parse_tables(con: Any) -> None:
@@ -395,7 +709,7 @@ def parse_with_duckdb(con: Any, cfg: Config, path: Path, dead_letters: list[dict
     try:
         fallback = _duckdb_parse(con, cfg, path)
     except duckdb.Error as exc:     # e.g. invalid UTF-8, or a file too big for the memory limit
-        log.info("DuckDB could not parse %s (%s); using the Python parser", path.name, str(exc).splitlines()[0])
+        log.info("DuckDB could not parse %s (%s); using the Python parser", path.name, _first_line(exc))
         for table in ("parsed_lines", "parsed_line_items"):
             con.execute(f"DROP TABLE IF EXISTS {table}").fetchall()
         create_parse_tables(con)
@@ -416,6 +730,7 @@ def _duckdb_parse(con: Any, cfg: Config, path: Path) -> set[int] | None:
     params = {"source_path": str(path), "experiment_pattern": cfg.experiment_pattern,
               "min_ts_us": wire.MIN_EVENT_TS_US, "max_ts_us": wire.MAX_EVENT_TS_US,
               "max_skew_us": wire.MAX_FUTURE_SKEW_US, "max_items": wire.MAX_ITEMS,
+              "min_sent_ms": wire.MIN_SENT_MS, "max_sent_ms": wire.MAX_SENT_MS,
               "max_quantity": wire.INTEGER_LIMITS["quantity"],
               "max_installments": wire.INTEGER_LIMITS["number_of_installments"]}
     # row order means nothing here (rows carry line numbers); not keeping it saves memory
@@ -452,12 +767,15 @@ def record_failure(cfg: Config, path: Path, error: str, reprocess: bool) -> None
         con = connect(cfg.database_path, min(5.0, cfg.db_lock_timeout_seconds))
         try:
             ensure_schema(con)
+            now = utc_now()
             con.execute(
-                "INSERT INTO etl_batches VALUES (nextval('etl_load_id_seq'), $batch_id, $file, $sha, 0, 0, 0, 0, "
-                "now()::TIMESTAMP, now()::TIMESTAMP, 'failed', $reprocess, $error)",
-                {"batch_id": path.name.removesuffix(".jsonl"), "file": path.name,
-                 "sha": sha256_of(path) if path.exists() else "", "reprocess": reprocess,
-                 "error": error[:1000]}).fetchall()
+                "INSERT INTO etl_batches (load_id, batch_id, file_name, sha256, received, loaded_events, "
+                "duplicate_events, dead_lettered, started_ts, finished_ts, status, is_reprocess, error) "
+                "VALUES (nextval('etl_load_id_seq'), $batch_id, $file, $sha, 0, 0, 0, 0, $now, $now, 'failed', "
+                "$reprocess, $error)",
+                {"batch_id": path.name.removesuffix(".jsonl"), "file": path.name, "now": now,
+                 "sha": sha256_of(path) if path.is_file() and not path.is_symlink() else "",
+                 "reprocess": reprocess, "error": error[:1000]}).fetchall()
         finally:
             con.close()
     except Exception:  # noqa: BLE001 - the failure itself is what the operator must see
@@ -479,28 +797,72 @@ class _Clock:
 # --------------------------------------------------------------------------------------------
 # many files
 
+#: Names in staging/ that are never batch files: hidden files and files being written.
+def _ignored_name(name: str) -> bool:
+    return name.startswith(".") or name.endswith((".tmp", ".part"))
+
+
 def staging_files(cfg: Config) -> list[Path]:
-    """Batch files waiting in staging/, oldest first (names start with their UTC time)."""
-    return sorted(p for p in Path(cfg.staging_dir).glob("*.jsonl") if not p.name.startswith("."))
+    """Batch files waiting in staging/, oldest first (names start with their UTC time). Entries
+    that are not regular files are listed too, so that each is reported (and left alone)."""
+    return sorted(p for p in Path(cfg.staging_dir).glob("*.jsonl") if not _ignored_name(p.name))
+
+
+class StagingBusy(Exception):
+    """Another process is loading staging files (exit 75: the next run catches up)."""
+
+
+STAGING_LOCK = "process_staging.lock"
+
+
+def staging_lock(cfg: Config) -> Any:
+    """The loader's own lock (``work/process_staging.lock``): two loaders at once would race for
+    the same staging files. Released by the OS even on kill -9."""
+    from filelock import FileLock, Timeout
+
+    work = Path(cfg.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(work / STAGING_LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise StagingBusy(f"another process is loading staging files (it holds {work / STAGING_LOCK})") from None
+    return lock
 
 
 def process_files(cfg: Config, paths: Sequence[Path], reprocess: bool = False,
                   move: bool = True, refresh_gold: bool = True) -> RunResult:
-    """Load each file; one failing file does not stop the others (results never depend on order)."""
+    """Load each file; one failing file does not stop the others (results never depend on order).
+    Raises StagingBusy when another loader runs."""
+    lock = staging_lock(cfg)
+    try:
+        return _process_files(cfg, paths, reprocess, move, refresh_gold)
+    finally:
+        lock.release()
+
+
+def _process_files(cfg: Config, paths: Sequence[Path], reprocess: bool, move: bool,
+                   refresh_gold: bool) -> RunResult:
     run = RunResult()
     for path in paths:
         try:
             result = load_file(cfg, path, reprocess)
+        except (FileWaiting, NotRegularFile) as exc:
+            status = "waiting" if isinstance(exc, FileWaiting) else "ignored"
+            result = FileResult(path.name, status, error=str(exc).split(": ", 1)[-1])
         except DatabaseBusy as exc:
             result = FileResult(path.name, "failed", error=str(exc))
-        except sql.CheckFailed as exc:
+        except (sql.CheckFailed, ContentChanged) as exc:
             result = FileResult(path.name, "failed", error=str(exc))
             record_failure(cfg, path, str(exc), reprocess)
+        except FileNotFoundError as exc:
+            # gone between listing and loading (moved by someone else): nothing to load here
+            result = FileResult(path.name, "failed", error=f"the file disappeared: {_first_line(exc)}")
         except Exception as exc:  # noqa: BLE001 - reported per file; the next file still runs
             log.exception("loading %s failed", path.name)
-            result = FileResult(path.name, "failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+            result = FileResult(path.name, "failed", error=f"{type(exc).__name__}: {_first_line(exc)}")
             record_failure(cfg, path, result.error or "", reprocess)
-        if result.status != "failed" and move and path.parent == Path(cfg.staging_dir):
+        if result.status in ("committed", "skipped") and move and path.parent == Path(cfg.staging_dir):
             move_to(path, Path(cfg.processed_dir))
         log.info("%s", result.line())
         run.files.append(result)
@@ -520,12 +882,18 @@ def refresh_gold_layer(cfg: Config) -> dict[str, float] | str:
             con.close()
     except Exception as exc:  # noqa: BLE001
         log.exception("gold refresh failed")
-        return f"gold refresh failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        return f"gold refresh failed: {type(exc).__name__}: {_first_line(exc)}"
 
 
 def process_staging_dir(cfg: Config) -> RunResult:
-    """What etl.py runs after ingesting: every staging file, oldest first; prints one line each."""
-    run = process_files(cfg, staging_files(cfg))
+    """What etl.py runs after ingesting: every staging file, oldest first; prints one line each.
+    When another loader holds the staging lock, this run leaves the files to it (not a failure)."""
+    try:
+        run = process_files(cfg, staging_files(cfg))
+    except StagingBusy as exc:
+        log.info("processing skipped: %s", exc)
+        print(f"processing skipped: {exc}")
+        return RunResult()
     for f in run.files:
         print(f.line())
     if run.gold_line():

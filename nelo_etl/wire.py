@@ -44,6 +44,10 @@ MAX_EVENT_TS_US = 4_102_444_800_000_000    # 2100-01-01T00:00:00Z
 #: verdict the same whenever the batch is (re)processed.
 MAX_FUTURE_SKEW_US = 24 * 3600 * 1_000_000
 
+#: SentTimestamp (epoch milliseconds) is kept only inside the same years as event times.
+MIN_SENT_MS = MIN_EVENT_TS_US // 1000
+MAX_SENT_MS = MAX_EVENT_TS_US // 1000
+
 UNIT_SEPARATOR = "\x1f"
 
 # --- value ranges (README "Value ranges": why no warehouse sum can overflow) -----------------
@@ -474,8 +478,15 @@ def parse_envelope(line: str | bytes) -> Envelope:
     if not isinstance(body, str):
         raise RejectedMessage("invalid_envelope", "Body is missing or not text")
     attrs = obj.get("Attributes") if isinstance(obj.get("Attributes"), dict) else {}
-    return Envelope(message_id, body, _int_or_none(attrs.get("SentTimestamp")),
-                    _int_or_none(attrs.get("ApproximateReceiveCount")))
+    # SQS metadata out of its range (a corrupted or hand-made line) is unknown, not fatal: the
+    # event still loads, without it (an int64 or int32 overflow would wedge the whole file)
+    sent = _int_or_none(attrs.get("SentTimestamp"))
+    if sent is not None and not MIN_SENT_MS <= sent < MAX_SENT_MS:
+        sent = None
+    count = _int_or_none(attrs.get("ApproximateReceiveCount"))
+    if count is not None and not 0 <= count < 2**31:
+        count = None
+    return Envelope(message_id, body, sent, count)
 
 
 def _require_utf8(text: str, what: str) -> None:

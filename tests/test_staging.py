@@ -133,11 +133,14 @@ def test_kill_9_during_the_load_leaves_nothing_and_a_rerun_equals_a_clean_run(pr
 
 
 def test_a_failing_check_rolls_back_names_the_check_and_other_files_go_on(project, monkeypatch, tmp_path):
+    """A check that fails on every event of a file is a systematic fault: the whole file fails
+    (isolating stops: it would dead-letter most of the file). tests/reliability/test_poison.py
+    has the one-message case, where only that message is dead-lettered."""
     cfg = load_config(project / "config.json")
     bad_check = tmp_path / "checks" / "zz_no_purchases_allowed.sql"
     bad_check.parent.mkdir()
     bad_check.write_text("-- a check that fails on purpose\nSELECT event_id, event_name FROM stg_events "
-                         "WHERE load_id = $load_id AND event_name = 'purchase'")
+                         "WHERE load_id = $load_id AND (event_name = 'purchase' OR $batch_id LIKE '%samples')")
     monkeypatch.setattr(sql, "check_files", lambda: sorted(bad_check.parent.glob("*.sql")))
     copy_samples(project / "staging", SAMPLE_NAME)
     lines = SAMPLES.read_text(encoding="utf-8").splitlines()

@@ -3,7 +3,8 @@
 -- Loaded: into the temp table parsed_lines by process_staging.py, inside the batch's transaction.
 --         parsed_line_items.sql cuts the items of the lines with event_ok into item rows; a line is
 --         accepted when event_ok and every one of its items parsed; the rest go to the Python parser.
--- Reads: the batch file at $source_path. Params: $source_path, $min_ts_us, $max_ts_us, $max_skew_us.
+-- Reads: the batch file at $source_path.
+-- Params: $source_path, $min_ts_us, $max_ts_us, $max_skew_us, $min_sent_ms, $max_sent_ms.
 --
 -- It accepts a line only when every value is in a form whose meaning is certain (JSON integers,
 -- printable ASCII names, no extra body fields, no duplicate JSON keys, the items grammar, ...).
@@ -65,8 +66,10 @@ events AS (
            coalesce(is_object
                AND len(keys) = len(list_distinct(keys))
                AND list_has_all(['event_timestamp', 'user_id', 'event_name', 'platform', 'items', 'replay_timestamp'], keys)
-               AND message_id <> ''
-               AND (sent_text IS NULL OR regexp_full_match(sent_text, '[0-9]{1,15}'))
+               -- SQS MessageIds are printable ASCII (UUIDs); anything else takes the Python path
+               AND regexp_full_match(message_id, '[!-~]+')
+               AND (sent_text IS NULL OR (regexp_full_match(sent_text, '[0-9]{1,15}')
+                    AND TRY_CAST(sent_text AS BIGINT) >= $min_sent_ms AND TRY_CAST(sent_text AS BIGINT) < $max_sent_ms))
                AND (count_text IS NULL OR regexp_full_match(count_text, '[0-9]{1,9}'))
                AND types[1] IN ('BIGINT', 'UBIGINT') AND types[2] = 'VARCHAR' AND types[3] = 'VARCHAR'
                AND types[4] = 'VARCHAR' AND types[5] = 'VARCHAR'
@@ -74,7 +77,9 @@ events AS (
            sent_text, count_text,
            texts[1] AS ts_text, texts[2] AS user_id, texts[3] AS event_name, texts[4] AS platform_raw,
            texts[5] AS items_raw,
-           CASE WHEN types[6] = 'VARCHAR' THEN texts[6] END AS replay_timestamp
+           CASE WHEN types[6] = 'VARCHAR' THEN texts[6] END AS replay_timestamp,
+           types[6] IS NULL OR types[6] = 'NULL'
+               OR (types[6] = 'VARCHAR' AND regexp_full_match(texts[6], '[ -~]*')) AS replay_ok
     FROM body_fields
 ),
 checked AS (
@@ -82,7 +87,8 @@ checked AS (
            CASE WHEN types_ok THEN sent_text::BIGINT END AS sent_timestamp_ms,
            CASE WHEN types_ok THEN count_text::INTEGER END AS receive_count,
            coalesce(CASE WHEN types_ok THEN
-               ts_text::BIGINT >= $min_ts_us AND ts_text::BIGINT < $max_ts_us
+               replay_ok
+               AND ts_text::BIGINT >= $min_ts_us AND ts_text::BIGINT < $max_ts_us
                AND (sent_text IS NULL OR ts_text::BIGINT <= sent_text::BIGINT * 1000 + $max_skew_us)
                -- strings with a visible ASCII character are non-blank under any definition of blank
                AND regexp_matches(user_id, '[!-~]') AND regexp_matches(event_name, '[!-~]')
