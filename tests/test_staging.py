@@ -202,6 +202,19 @@ def test_both_parsers_give_the_same_rows(project, tmp_path):
                   body["items"].replace("price=1271.0", "price=1_271.0"),
                   body["items"].replace("HOTSALE", " HOTSALE | (not set)|HOTSALE"),
                   body["items"].replace("HOTSALE", "NELO_XP_A__B|NELO_XP_|X_NELO_XP_Y_Z"),
+                  # poison values and strict money text (issue 12): rejected alike by both parsers
+                  body["items"].replace("price=1271.0", "price=1.0E33"),
+                  body["items"].replace("price=1271.0", "price=999999999999.9999995"),
+                  body["items"].replace("price=1271.0", "price=999999999999.999999"),
+                  body["items"].replace("price=1271.0", "price=0.0000005"),
+                  body["items"].replace("price=1271.0", "price=1.299,50"),
+                  body["items"].replace("price=1271.0", "price=12abc"),
+                  body["items"].replace("price=1271.0", "price=1,2,3.4"),
+                  body["items"].replace("price=1271.0", "price=$1,271.00"),
+                  body["items"].replace("price_in_usd=64.19", "price_in_usd=MXN 1,299.50"),
+                  body["items"].replace("price_in_usd=64.19", "price_in_usd=USD 1,299.50"),
+                  body["items"].replace("quantity=2", "quantity=100001"),
+                  body["items"].replace("quantity=2", "quantity=100000"),
                   "[ ]", "[{item_id=A}, {foo=1}]", "[{item_id=A, item_params=[]}]",
                   "[{item_id=A, item_params=[{key=in_stock, value={string_value=, int_value=null, "
                   "float_value=null, double_value=null}}]}]"]:
@@ -209,6 +222,13 @@ def test_both_parsers_give_the_same_rows(project, tmp_path):
                                     "Body": json.dumps(dict(body, items=items))}))
     variants.append(json.dumps({"MessageId": "dup-keys", "Body": '{"event_timestamp": 1760720259123456, '
                                 '"user_id": "a", "user_id": "b", "event_name": "x", "platform": "IOS", "items": "[]"}'}))
+    # SQS attributes out of range and text DuckDB cannot store: the event loads without them
+    for n, attrs in enumerate([{"SentTimestamp": "99999999999999999999"}, {"SentTimestamp": "999999999999999"},
+                               {"ApproximateReceiveCount": "99999999999"}, {"SentTimestamp": "-5"}]):
+        variants.append(json.dumps({"MessageId": f"attrs{n}", "Attributes": attrs, "Body": json.dumps(body)}))
+    variants.append(json.dumps({"MessageId": "surrogate-extra", "Body": json.dumps(dict(body, x="\udcff"))}))
+    variants.append(json.dumps({"MessageId": "surrogate-replay", "Body": json.dumps(dict(body, replay_timestamp="\udcff"))}))
+    variants.append(json.dumps({"MessageId": "\udcff-id", "Body": json.dumps(dict(body, user_id="u-sur"))}))
     variants.append("   ")
     odd.write_text("\n".join(lines + variants) + "\n", encoding="utf-8")
     for path in (SAMPLES, Path(chaos), odd):
