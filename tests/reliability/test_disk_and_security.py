@@ -3,11 +3,13 @@ stays committed; no credential leaks; files are owner-only; config values never 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import signal
 import subprocess
 import sys
+import time
 
 
 from nelo_etl import cli
@@ -30,6 +32,8 @@ def test_a_truncated_staging_file_loses_nothing_once_the_archive_is_reprocessed(
     archived = copy_samples(project / "archive", SAMPLE_NAME)
     data = archived.read_bytes()
     (project / "staging" / SAMPLE_NAME).write_bytes(data[: len(data) // 2])     # cut mid-line
+    old = time.time() - 3600                      # untouched for an hour: no writer is busy with it
+    os.utime(project / "staging" / SAMPLE_NAME, (old, old))
     out = run_ps(project)
     assert out.returncode == 0
     assert query(project, "SELECT reason FROM dead_letter_messages WHERE reason = 'invalid_envelope'") != []
