@@ -48,6 +48,9 @@ def make_parser(prog: str, description: str, examples: Sequence[str]) -> argpars
 
 def setup_logging(cfg: Config | None, name: str, verbose: bool = False) -> None:
     """Log to ``<log_dir>/<name>.log`` (rotated) and, when stderr is a terminal, to stderr."""
+    # A log that cannot be written (a full disk) must not print logging's own traceback on
+    # stderr: cron gets one line, and the run's outcome does not depend on its log
+    logging.raiseExceptions = False
     root = logging.getLogger("nelo_etl")
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for handler in list(root.handlers):

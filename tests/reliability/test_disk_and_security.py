@@ -66,6 +66,23 @@ def test_a_full_disk_rolls_back_and_keeps_what_was_committed(project):
     assert query(project, "SELECT count(*) FROM etl_batches WHERE status = 'committed'") == [(2,)]
 
 
+def test_a_full_disk_under_the_log_file_is_still_one_line(project):
+    """The disk is full for the log file too: logging's own error report used to print a
+    traceback on stderr. The operator gets one line, always."""
+    copy_samples(project / "staging", SAMPLE_NAME)
+    assert run_ps(project).returncode == 0
+    (project / "staging" / "processing_batch_20251018T000000_b.jsonl").write_text(
+        SAMPLES.read_text(encoding="utf-8").replace("SKU-", "SKB-"), encoding="utf-8")
+    limit = 4 * 1024 * 1024                                       # below the warehouse's size, and the log's
+    log_file = project / "logs" / "process_staging.log"
+    log_file.write_bytes(b"x" * limit)                            # below the log's rotation size (5 MB)
+    out = subprocess.run([sys.executable, str(ROOT / "process_staging.py"), "--config", str(project / "config.json")],
+                         capture_output=True, text=True, preexec_fn=_limit_file_size(limit))
+    assert out.returncode == cli.EXIT_FAILED
+    assert "Traceback" not in out.stderr and "Logging error" not in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr
+
+
 def test_a_corrupt_database_stops_the_run_with_one_line(project):
     copy_samples(project / "staging", SAMPLE_NAME)
     (project / "warehouse" / "nelo.duckdb").write_bytes(b"this is not a database" * 1000)
