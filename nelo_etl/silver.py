@@ -82,7 +82,8 @@ def ensure_table(con: Any, model: Model, select_sql: str, params: Mapping[str, A
 
 
 def apply_batch(con: Any, cfg: Config, params: Mapping[str, Any]) -> dict[str, float]:
-    """Run every Silver model for the rows of load ``params['load_id']``; seconds per model."""
+    """Run every Silver model for the rows of the loads from ``params['load_id']`` on (the loads of
+    this transaction: one file, or several loaded together); seconds per model."""
     bound = model_params(cfg, params)
     existing = existing_tables(con)
     seconds = {}
@@ -92,10 +93,12 @@ def apply_batch(con: Any, cfg: Config, params: Mapping[str, Any]) -> dict[str, f
         ensure_table(con, model, select_sql, bound, existing)
         sql.write(con, model.incremental, select_sql, bound, journal_load_id=params["load_id"])
         if model.incremental.mode == "append":
-            # an appended row carries the load that first saw it: that names this load's new rows
+            # an appended row carries the load that first saw it: that names this batch's new rows
+            # (every load of the transaction, when several files load together)
             con.execute("INSERT INTO publish_journal (load_id, table_name, key_json) "
-                        "VALUES ($l, $t, to_json({'first_load_id': $l}))",
-                        {"l": params["load_id"], "t": model.name}).fetchall()
+                        "SELECT $l, $t, to_json({'first_load_id': id}) FROM (SELECT unnest($ids::BIGINT[]) AS id)",
+                        {"l": params["load_id"], "t": model.name,
+                         "ids": list(params.get("load_ids") or [params["load_id"]])}).fetchall()
         seconds[model.name] = time.perf_counter() - started
     return seconds
 

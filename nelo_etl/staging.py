@@ -415,7 +415,9 @@ def load_error_reason(exc: BaseException) -> str:
 
 @dataclass
 class _Load:
-    """What one file's load works with, across its attempts."""
+    """What one file's load works with, across its attempts. Between steps its parsed rows wait
+    in the temp tables ``parsed_items_<tag>`` and ``rejected_lines_<tag>``; while it is staged
+    they carry the names the staging SQL reads (parsed_items, rejected_lines)."""
 
     cfg: Config
     path: Path
@@ -426,6 +428,15 @@ class _Load:
     identity: tuple[int, int, int]
     result: FileResult
     dead_letters: list[dict[str, Any]]
+    tag: int = 0
+    t0: float = 0.0
+
+
+#: Several waiting files (a backfill, a catch-up, a day of archives) load in one transaction, up
+#: to these bounds: the per-file fixed cost (Silver's 16 models, 8 checks, the commit) is then
+#: paid once per group. A group that fails falls back to one file at a time.
+GROUP_MAX_FILES = 64
+GROUP_MAX_BYTES = 256 * 2**20
 
 
 def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | None = None) -> FileResult:
@@ -436,6 +447,22 @@ def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | No
     that cause it are isolated by bisection (trial transactions, rolled back) and dead-lettered as
     ``load_error:<check or class>``; the rest of the file commits. Infrastructure errors (disk,
     lock, memory) fail the file as a whole."""
+    con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
+    try:
+        ensure_schema(con)
+        load = _prepare(con, cfg, path, reprocess, parser, tag=0)
+        if isinstance(load, FileResult):
+            return load
+        _load_alone(con, load)
+    finally:
+        con.close()
+    return load.result
+
+
+def _prepare(con: Any, cfg: Config, path: Path, reprocess: bool, parser: str | None,
+             tag: int) -> "_Load | FileResult":
+    """Everything before a file's transaction: is it a regular, complete, new and unchanged
+    batch file; then parse it into its own temp tables. A FileResult when there is nothing to load."""
     t0 = time.monotonic()
     st = open_regular(path)
     if not reprocess and not last_line_complete(path, st.st_size) \
@@ -443,98 +470,153 @@ def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | No
         raise FileWaiting(f"{path.name}: its last line is incomplete (still being written?); "
                           "it waits for the next run")
     sha = sha256_of(path)
+    if not reprocess and already_loaded(con, sha):
+        return FileResult(path.name, "skipped")
+    check_immutable(con, path, sha, st.st_size)
     load = _Load(cfg, path, sha, path.name.removesuffix(".jsonl"), reprocess, utc_now(), _identity(st),
-                 FileResult(path.name, "committed"), [])
-    con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
+                 FileResult(path.name, "committed"), [], tag, t0)
+    clock = _Clock(load.result.timings)
+    # Parsing fills temp tables only, so it runs before the transaction: a DuckDB error while
+    # parsing (say, invalid UTF-8) then leaves no aborted transaction behind, and the
+    # contract parser can take over on the same connection.
+    create_parse_tables(con)
+    if (parser or cfg.parser) == "duckdb":
+        load.result.python_parsed_lines = parse_with_duckdb(con, cfg, path, load.dead_letters)
+    else:
+        parse_with_python(con, cfg, path, load.dead_letters)
+    _rename_parse_tables(con, "", f"_{tag}")
+    clock.lap("parse")
+    return load
+
+
+def _rename_parse_tables(con: Any, old: str, new: str) -> None:
+    """parsed_items<old> -> parsed_items<new>, and rejected_lines likewise (transactional DDL)."""
+    for table in ("parsed_items", "rejected_lines"):
+        con.execute(f"ALTER TABLE {table}{old} RENAME TO {table}{new}").fetchall()
+
+
+def _drop_parse_tables(con: Any, load: _Load) -> None:
+    for table in ("parsed_items", "rejected_lines"):
+        con.execute(f"DROP TABLE IF EXISTS {table}_{load.tag}").fetchall()
+
+
+def _load_alone(con: Any, load: _Load) -> None:
+    """One file in its own transaction; on a data error, isolate and dead-letter the offending
+    lines and commit the rest."""
+    clock = _Clock(load.result.timings)
+    _rename_parse_tables(con, f"_{load.tag}", "")
     try:
-        ensure_schema(con)
-        if not reprocess and already_loaded(con, sha):
-            load.result.status = "skipped"
-            return load.result
-        check_immutable(con, path, sha, st.st_size)
-        clock = _Clock(load.result.timings)
-        # Parsing fills temp tables only, so it runs before the transaction: a DuckDB error while
-        # parsing (say, invalid UTF-8) then leaves no aborted transaction behind, and the
-        # contract parser can take over on the same connection.
-        create_parse_tables(con)
-        if (parser or cfg.parser) == "duckdb":
-            load.result.python_parsed_lines = parse_with_duckdb(con, cfg, path, load.dead_letters)
-        else:
-            parse_with_python(con, cfg, path, load.dead_letters)
-        clock.lap("parse")
         try:
-            _transaction(con, load, clock)
+            _transaction(con, [load], clock)
         except Exception as exc:  # noqa: BLE001 - only data errors are isolated; others re-raised
             if not is_data_error(exc):
                 raise
             log.warning("%s: the load failed for a data reason (%s); isolating the offending lines",
-                        path.name, _first_line(exc))
+                        load.path.name, _first_line(exc))
             bad = _isolate(con, load, exc)
             _exclude(con, load, bad)
             load.result.isolated = len(bad)
-            _transaction(con, load, clock)
-        log.info("%s timings: %s", path.name, ", ".join(f"{k}={v:.3f}" for k, v in load.result.timings.items()))
+            _transaction(con, [load], clock)
     finally:
-        con.close()
-    load.result.seconds = time.monotonic() - t0
-    return load.result
+        _rename_parse_tables(con, "", f"_{load.tag}")
+        _drop_parse_tables(con, load)
+    load.result.seconds = time.monotonic() - load.t0
+    log.info("%s timings: %s", load.path.name, ", ".join(f"{k}={v:.3f}" for k, v in load.result.timings.items()))
 
 
-def _transaction(con: Any, load: _Load, clock: "_Clock | None", trial: bool = False) -> None:
-    """Stage, Silver, ledger and checks in one transaction; COMMIT, or ROLLBACK when ``trial``
-    (a trial only asks whether the rows of parsed_items load)."""
-    cfg, path, result = load.cfg, load.path, load.result
+def _load_group(con: Any, loads: list[_Load]) -> bool:
+    """Several files in one transaction (one ledger row each); False, with nothing committed,
+    when it fails (the caller then loads them one at a time)."""
+    clock = _Clock(loads[0].result.timings)
+    try:
+        _transaction(con, loads, clock)
+    except Exception as exc:  # noqa: BLE001 - any failure: one file at a time decides
+        log.warning("loading %d files in one transaction failed (%s: %s); loading them one at a time",
+                    len(loads), type(exc).__name__, _first_line(exc))
+        return False
+    for load in loads:
+        _drop_parse_tables(con, load)
+        load.result.seconds = time.monotonic() - load.t0
+        load.result.timings["group_files"] = float(len(loads))
+    return True
+
+
+def _stage_one(con: Any, load: _Load, load_id: int) -> None:
+    """Stage one file's parsed rows (its tables carry the canonical names now), its dead letters
+    and its ledger row, inside the caller's transaction."""
+    path, result = load.path, load.result
+    params = {"load_id": load_id, "batch_id": load.batch_id, "source_file": path.name, "source_sha256": load.sha}
+    messages = con.execute("SELECT count(DISTINCT line_number) FROM parsed_items").fetchall()[0][0]
+    sql.write(con, STG_EVENTS, sql.read_sql(sql.sql_path("staging", "stg_events")), params)
+    sql.write(con, DEAD_LETTERS, sql.read_sql(sql.sql_path("staging", "dead_letter_messages")), params)
+    # earlier dead letters of this batch name whose line loaded now (a truncated copy that the
+    # whole file completed) are resolved: superseded, no longer open
+    con.execute(
+        "UPDATE dead_letter_messages SET resolved_ts = $now, resolved_by_load_id = $load_id, "
+        "resolution = 'superseded' WHERE source_file = $file AND resolved_ts IS NULL AND load_id <> $load_id "
+        "AND line_number NOT IN (SELECT line_number FROM rejected_lines)",
+        {"now": utc_now(), "load_id": load_id, "file": path.name}).fetchall()
+    result.loaded_events = con.execute(
+        "SELECT count(DISTINCT event_id) FROM stg_events WHERE load_id = $l", {"l": load_id}).fetchall()[0][0]
+    result.dead_lettered = len(load.dead_letters)
+    result.duplicate_events = messages - result.loaded_events
+    result.received = messages + result.dead_lettered
+    con.execute(
+        "INSERT INTO etl_batches (load_id, batch_id, file_name, sha256, received, loaded_events, "
+        "duplicate_events, dead_lettered, started_ts, finished_ts, status, is_reprocess, error, file_bytes) "
+        "VALUES ($load_id, $batch_id, $file, $sha, $received, $loaded, $dupes, $dead, $started, $finished, "
+        "'committed', $reprocess, NULL, $bytes)",
+        {"load_id": load_id, "batch_id": load.batch_id, "file": path.name, "sha": load.sha,
+         "received": result.received, "loaded": result.loaded_events, "dupes": result.duplicate_events,
+         "dead": result.dead_lettered, "started": load.started, "finished": utc_now(),
+         "reprocess": load.reprocess, "bytes": load.identity[1]}).fetchall()
+
+
+def _transaction(con: Any, loads: list[_Load], clock: "_Clock | None", trial: bool = False) -> None:
+    """Stage the files, then Silver, the checks and COMMIT, all in one transaction; ROLLBACK when
+    ``trial`` (a trial only asks whether the rows load). With one file its parse tables already
+    carry the canonical names; with several, each is renamed in and out for its staging (the
+    renames are transactional too). Silver and the checks run once, scoped to every load from
+    the first one on (``$load_id``: the loads of this transaction)."""
+    cfg = loads[0].cfg
+    grouped = len(loads) > 1
     con.execute("BEGIN TRANSACTION").fetchall()
     try:
-        load_id = con.execute("SELECT nextval('etl_load_id_seq')").fetchall()[0][0]
+        load_ids = []
+        for load in loads:
+            load_id = con.execute("SELECT nextval('etl_load_id_seq')").fetchall()[0][0]
+            load_ids.append(load_id)
+            if grouped:
+                _rename_parse_tables(con, f"_{load.tag}", "")
+            _stage_one(con, load, load_id)
+            if grouped:
+                _rename_parse_tables(con, "", f"_{load.tag}")
         crash_point("during_load")
-        params = {"load_id": load_id, "batch_id": load.batch_id, "source_file": path.name,
-                  "source_sha256": load.sha}
-        messages = con.execute("SELECT count(DISTINCT line_number) FROM parsed_items").fetchall()[0][0]
-        sql.write(con, STG_EVENTS, sql.read_sql(sql.sql_path("staging", "stg_events")), params)
-        sql.write(con, DEAD_LETTERS, sql.read_sql(sql.sql_path("staging", "dead_letter_messages")), params)
-        # earlier dead letters of this batch name whose line loaded now (a truncated copy that the
-        # whole file completed) are resolved: superseded, no longer open
-        con.execute(
-            "UPDATE dead_letter_messages SET resolved_ts = $now, resolved_by_load_id = $load_id, "
-            "resolution = 'superseded' WHERE source_file = $file AND resolved_ts IS NULL AND load_id <> $load_id "
-            "AND line_number NOT IN (SELECT line_number FROM rejected_lines)",
-            {"now": utc_now(), "load_id": load_id, "file": path.name}).fetchall()
-        result.loaded_events = con.execute(
-            "SELECT count(DISTINCT event_id) FROM stg_events WHERE load_id = $l", {"l": load_id}).fetchall()[0][0]
-        result.dead_lettered = len(load.dead_letters)
-        result.duplicate_events = messages - result.loaded_events
-        result.received = messages + result.dead_lettered
         if clock:
             clock.lap("stage")
+        params = {"load_id": load_ids[0], "load_ids": load_ids, "batch_id": loads[0].batch_id}
         for model, seconds in silver.apply_batch(con, cfg, params).items():
-            result.timings[f"silver.{model}"] = seconds
+            if clock:
+                clock.into[f"silver.{model}"] = seconds
         if clock:
             clock.lap("silver")
-        con.execute(
-            "INSERT INTO etl_batches (load_id, batch_id, file_name, sha256, received, loaded_events, "
-            "duplicate_events, dead_lettered, started_ts, finished_ts, status, is_reprocess, error, file_bytes) "
-            "VALUES ($load_id, $batch_id, $file, $sha, $received, $loaded, $dupes, $dead, $started, $finished, "
-            "'committed', $reprocess, NULL, $bytes)",
-            {"load_id": load_id, "batch_id": load.batch_id, "file": path.name, "sha": load.sha,
-             "received": result.received, "loaded": result.loaded_events, "dupes": result.duplicate_events,
-             "dead": result.dead_lettered, "started": load.started, "finished": utc_now(),
-             "reprocess": load.reprocess, "bytes": load.identity[1]}).fetchall()
         sql.run_checks(con, silver.model_params(cfg, params))
         if clock:
             clock.lap("checks")
         if trial:
             con.execute("ROLLBACK").fetchall()
             return
-        # a file that changed while it was read is not committed: it waits for the next run
-        try:
-            now = _identity(os.stat(path))
-        except FileNotFoundError:
-            now = None
-        if now != load.identity:
-            raise FileWaiting(f"{path.name}: changed during its load (size, time or inode); "
-                              "nothing committed, it waits for the next run")
-        write_dead_letter_file(Path(cfg.dead_letter_dir), path.name, load.dead_letters)
+        for load in loads:
+            # a file that changed while it was read is not committed: it waits for the next run
+            try:
+                now = _identity(os.stat(load.path))
+            except FileNotFoundError:
+                now = None
+            if now != load.identity:
+                raise FileWaiting(f"{load.path.name}: changed during its load (size, time or inode); "
+                                  "nothing committed, it waits for the next run")
+        for load in loads:
+            write_dead_letter_file(Path(cfg.dead_letter_dir), load.path.name, load.dead_letters)
         crash_point("before_commit")
     except BaseException:
         con.execute("ROLLBACK").fetchall()
@@ -542,9 +624,11 @@ def _transaction(con: Any, load: _Load, clock: "_Clock | None", trial: bool = Fa
     con.execute("COMMIT").fetchall()
     if clock:
         clock.lap("commit")
-    # DuckDB's COMMIT can roll back silently: make sure the ledger row is really there
-    if not con.execute("SELECT count(*) FROM etl_batches WHERE load_id = $l", {"l": load_id}).fetchall()[0][0]:
-        raise RuntimeError(f"commit of {path.name} did not persist")
+    # DuckDB's COMMIT can roll back silently: make sure the ledger rows are really there
+    stored = con.execute("SELECT count(*) FROM etl_batches WHERE load_id IN (SELECT unnest($ids))",
+                         {"ids": load_ids}).fetchall()[0][0]
+    if stored != len(load_ids):
+        raise RuntimeError(f"commit of {', '.join(l.path.name for l in loads)} did not persist")
 
 
 def _isolate(con: Any, load: _Load, first_error: BaseException) -> dict[int, tuple[str, str]]:
@@ -565,9 +649,9 @@ def _isolate(con: Any, load: _Load, first_error: BaseException) -> dict[int, tup
                     "WHERE line_number IN (SELECT unnest($lines::INTEGER[]))", {"lines": subset}).fetchall()
         trial_result = FileResult(load.path.name, "trial")
         trial = _Load(load.cfg, load.path, load.sha, load.batch_id, load.reprocess, load.started, load.identity,
-                      trial_result, load.dead_letters)
+                      trial_result, load.dead_letters, load.tag)
         try:
-            _transaction(con, trial, None, trial=True)
+            _transaction(con, [trial], None, trial=True)
         except Exception as exc:  # noqa: BLE001
             if not is_data_error(exc):
                 raise
@@ -844,31 +928,97 @@ def process_files(cfg: Config, paths: Sequence[Path], reprocess: bool = False,
 def _process_files(cfg: Config, paths: Sequence[Path], reprocess: bool, move: bool,
                    refresh_gold: bool) -> RunResult:
     run = RunResult()
-    for path in paths:
-        try:
-            result = load_file(cfg, path, reprocess)
-        except (FileWaiting, NotRegularFile) as exc:
-            status = "waiting" if isinstance(exc, FileWaiting) else "ignored"
-            result = FileResult(path.name, status, error=str(exc).split(": ", 1)[-1])
-        except DatabaseBusy as exc:
-            result = FileResult(path.name, "failed", error=str(exc))
-        except (sql.CheckFailed, ContentChanged) as exc:
-            result = FileResult(path.name, "failed", error=str(exc))
-            record_failure(cfg, path, str(exc), reprocess)
-        except FileNotFoundError as exc:
-            # gone between listing and loading (moved by someone else): nothing to load here
-            result = FileResult(path.name, "failed", error=f"the file disappeared: {_first_line(exc)}")
-        except Exception as exc:  # noqa: BLE001 - reported per file; the next file still runs
-            log.exception("loading %s failed", path.name)
-            result = FileResult(path.name, "failed", error=f"{type(exc).__name__}: {_first_line(exc)}")
-            record_failure(cfg, path, result.error or "", reprocess)
-        if result.status in ("committed", "skipped") and move and path.parent == Path(cfg.staging_dir):
-            move_to(path, Path(cfg.processed_dir))
-        log.info("%s", result.line())
-        run.files.append(result)
+    pending = list(paths)
+    while pending:
+        group, pending = _next_group(pending)
+        for path, result in _load_paths(cfg, group, reprocess):
+            if result.status in ("committed", "skipped") and move and path.parent == Path(cfg.staging_dir):
+                move_to(path, Path(cfg.processed_dir))
+            log.info("%s", result.line())
+            run.files.append(result)
     if refresh_gold and any(f.status == "committed" for f in run.files):
         run.gold = refresh_gold_layer(cfg)
     return run
+
+
+def _next_group(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The next files to load together (bounded by count and bytes), and the rest."""
+    size = 0
+    for n, path in enumerate(paths):
+        try:
+            size += path.lstat().st_size
+        except OSError:
+            pass
+        if n + 1 >= GROUP_MAX_FILES or size >= GROUP_MAX_BYTES:
+            return paths[:n + 1], paths[n + 1:]
+    return paths, []
+
+
+def _load_paths(cfg: Config, paths: list[Path], reprocess: bool) -> list[tuple[Path, FileResult]]:
+    """Load ``paths`` on one connection: every file that is ready in one transaction, or, when
+    that fails (or only one is ready), each in its own. One result per path, in order."""
+    results: dict[Path, FileResult] = {}
+    failures: list[tuple[Path, str]] = []          # ledger rows to write once the connection is closed
+
+    def failed(path: Path, exc: BaseException) -> None:
+        result, record = _result_of_error(path, exc)
+        results[path] = result
+        if record:
+            failures.append((path, result.error or ""))
+
+    try:
+        con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
+    except Exception as exc:  # noqa: BLE001 - every file of the group reports it
+        for path in paths:
+            failed(path, exc)
+    else:
+        try:
+            ensure_schema(con)
+            loads: list[_Load] = []
+            for tag, path in enumerate(paths):
+                try:
+                    prepared = _prepare(con, cfg, path, reprocess, None, tag)
+                except Exception as exc:  # noqa: BLE001 - this file's alone
+                    failed(path, exc)
+                    continue
+                if isinstance(prepared, FileResult):
+                    results[path] = prepared
+                else:
+                    loads.append(prepared)
+            if len(loads) > 1 and _load_group(con, loads):
+                results.update((load.path, load.result) for load in loads)
+                loads = []
+            for load in loads:
+                try:
+                    _load_alone(con, load)
+                    results[load.path] = load.result
+                except Exception as exc:  # noqa: BLE001 - this file's alone
+                    failed(load.path, exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. the schema cannot be created
+            for path in paths:
+                if path not in results:
+                    failed(path, exc)
+        finally:
+            con.close()
+    for path, error in failures:
+        record_failure(cfg, path, error, reprocess)
+    return [(path, results[path]) for path in paths]
+
+
+def _result_of_error(path: Path, exc: BaseException) -> tuple[FileResult, bool]:
+    """The file's result for an exception, and whether a failed ledger row should record it."""
+    if isinstance(exc, (FileWaiting, NotRegularFile)):
+        status = "waiting" if isinstance(exc, FileWaiting) else "ignored"
+        return FileResult(path.name, status, error=str(exc).split(": ", 1)[-1]), False
+    if isinstance(exc, DatabaseBusy):
+        return FileResult(path.name, "failed", error=str(exc)), False
+    if isinstance(exc, (sql.CheckFailed, ContentChanged)):
+        return FileResult(path.name, "failed", error=str(exc)), True
+    if isinstance(exc, FileNotFoundError):
+        # gone between listing and loading (moved by someone else): nothing to load here
+        return FileResult(path.name, "failed", error=f"the file disappeared: {_first_line(exc)}"), False
+    log.error("loading %s failed", path.name, exc_info=exc)
+    return FileResult(path.name, "failed", error=f"{type(exc).__name__}: {_first_line(exc)}"), True
 
 
 def refresh_gold_layer(cfg: Config) -> dict[str, float] | str:

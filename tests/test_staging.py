@@ -152,7 +152,7 @@ def test_a_failing_check_rolls_back_names_the_check_and_other_files_go_on(projec
     assert ok.status == "committed" and ok.loaded_events == 1
     assert (project / "staging" / SAMPLE_NAME).exists()
     assert query(project, "SELECT count(DISTINCT event_id) FROM stg_events") == [(1,)]
-    assert query(project, "SELECT status FROM etl_batches ORDER BY load_id") == [("failed",), ("committed",)]
+    assert query(project, "SELECT status FROM etl_batches ORDER BY file_name") == [("failed",), ("committed",)]
 
 
 def test_a_held_database_is_retried_then_reported_in_one_line(project):

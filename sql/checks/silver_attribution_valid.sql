@@ -2,7 +2,7 @@
 -- row it takes credit for, is of the same product, and lies inside [t - window, t].
 -- Scope: the pairs load $load_id touched (all when null). Params: $load_id, $attribution_window_us.
 WITH touched AS (
-    SELECT DISTINCT user_id, platform FROM fct_events WHERE $load_id IS NULL OR first_load_id = $load_id
+    SELECT DISTINCT user_id, platform FROM fct_events WHERE $load_id IS NULL OR first_load_id >= $load_id
 )
 SELECT a.event_id, a.item_index, a.impression_event_id, a.impression_item_index
 FROM silver_event_list_attribution AS a

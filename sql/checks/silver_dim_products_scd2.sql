@@ -3,7 +3,7 @@
 -- with the same price. Scope: the products load $load_id observed (all when null).
 WITH touched AS (
     SELECT DISTINCT item_id FROM fct_event_items
-    WHERE ($load_id IS NULL OR first_load_id = $load_id) AND item_id IS NOT NULL AND price IS NOT NULL
+    WHERE ($load_id IS NULL OR first_load_id >= $load_id) AND item_id IS NOT NULL AND price IS NOT NULL
 ),
 versions AS (
     SELECT d.*,

@@ -1,7 +1,7 @@
 -- check silver_dim_users_scd2: per user exactly one current version and versions that neither
 -- overlap nor leave gaps. Scope: the users load $load_id touched (all when null).
 WITH touched AS (
-    SELECT DISTINCT user_id FROM fct_events WHERE $load_id IS NULL OR first_load_id = $load_id
+    SELECT DISTINCT user_id FROM fct_events WHERE $load_id IS NULL OR first_load_id >= $load_id
 ),
 versions AS (
     SELECT d.*, lead(valid_from) OVER (PARTITION BY d.user_id ORDER BY valid_from) AS next_from

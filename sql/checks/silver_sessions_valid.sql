@@ -1,7 +1,7 @@
 -- check silver_sessions_valid: every event is in exactly one session, and the sessions of a
 -- (user_id, platform) never overlap. Scope: the pairs load $load_id touched (all when null).
 WITH touched AS (
-    SELECT DISTINCT user_id, platform FROM fct_events WHERE $load_id IS NULL OR first_load_id = $load_id
+    SELECT DISTINCT user_id, platform FROM fct_events WHERE $load_id IS NULL OR first_load_id >= $load_id
 ),
 assigned AS (
     SELECT e.event_id, count(s.session_id) AS sessions

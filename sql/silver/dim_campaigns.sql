@@ -10,7 +10,7 @@ WITH batch AS (
     SELECT code AS campaign_id, min(event_ts) AS first_event_ts, max(event_ts) AS last_event_ts
     FROM (SELECT unnest(campaign_codes) AS code, event_ts
           FROM fct_event_items
-          WHERE $load_id IS NULL OR first_load_id = $load_id)
+          WHERE $load_id IS NULL OR first_load_id >= $load_id)
     GROUP BY code
 ),
 windows AS (

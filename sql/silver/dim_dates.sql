@@ -6,7 +6,7 @@ WITH bounds AS (
     SELECT least(min(event_date), (SELECT min(date_day) FROM dim_dates))    AS first_day,
            greatest(max(event_date), (SELECT max(date_day) FROM dim_dates)) AS last_day
     FROM fct_events
-    WHERE $load_id IS NULL OR first_load_id = $load_id
+    WHERE $load_id IS NULL OR first_load_id >= $load_id
 )
 SELECT
     CAST(d.day AS DATE)                     AS date_day,

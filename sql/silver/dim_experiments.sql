@@ -7,7 +7,7 @@ WITH batch AS (
            min(event_ts) AS first_event_ts, max(event_ts) AS last_event_ts
     FROM (SELECT unnest(experiment_arms) AS arm, event_ts
           FROM fct_event_items
-          WHERE $load_id IS NULL OR first_load_id = $load_id)
+          WHERE $load_id IS NULL OR first_load_id >= $load_id)
     GROUP BY arm.experiment_id, arm.variant
 )
 SELECT

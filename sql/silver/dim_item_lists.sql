@@ -7,7 +7,7 @@
 WITH batch_impressions AS (
     SELECT m.*
     FROM silver_list_impressions AS m
-    SEMI JOIN (SELECT event_id FROM fct_events WHERE $load_id IS NULL OR first_load_id = $load_id) AS e
+    SEMI JOIN (SELECT event_id FROM fct_events WHERE $load_id IS NULL OR first_load_id >= $load_id) AS e
         USING (event_id)
 ),
 batch_lists AS (

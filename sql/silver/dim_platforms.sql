@@ -5,7 +5,7 @@
 WITH batch AS (
     SELECT platform, min(event_ts) AS first_event_ts, max(event_ts) AS last_event_ts
     FROM fct_events
-    WHERE $load_id IS NULL OR first_load_id = $load_id
+    WHERE $load_id IS NULL OR first_load_id >= $load_id
     GROUP BY platform
 )
 SELECT

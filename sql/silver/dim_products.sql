@@ -9,7 +9,7 @@
 WITH touched AS (
     SELECT item_id, min(event_timestamp_us) AS first_new_us
     FROM fct_event_items
-    WHERE ($load_id IS NULL OR first_load_id = $load_id) AND item_id IS NOT NULL AND price IS NOT NULL
+    WHERE ($load_id IS NULL OR first_load_id >= $load_id) AND item_id IS NOT NULL AND price IS NOT NULL
     GROUP BY item_id
 ),
 kept_versions AS (

@@ -5,7 +5,7 @@
 --         event can move a first purchase earlier.
 -- Reads: fct_events, fct_event_items.
 WITH touched AS (
-    SELECT DISTINCT user_id FROM fct_events WHERE $load_id IS NULL OR first_load_id = $load_id
+    SELECT DISTINCT user_id FROM fct_events WHERE $load_id IS NULL OR first_load_id >= $load_id
 ),
 firsts AS (
     SELECT e.user_id,

@@ -38,5 +38,5 @@ SELECT
     experiment_arms,
     load_id                                             AS first_load_id
 FROM stg_events
-WHERE ($load_id IS NULL OR load_id = $load_id)
+WHERE ($load_id IS NULL OR load_id >= $load_id)
   AND item_index IS NOT NULL

@@ -15,5 +15,5 @@ SELECT
     load_id                 AS first_load_id,     -- load metadata: which load first saw the event
     batch_id                AS first_batch_id
 FROM stg_events
-WHERE ($load_id IS NULL OR load_id = $load_id)
+WHERE ($load_id IS NULL OR load_id >= $load_id)
   AND coalesce(item_index, 0) = 0

@@ -6,7 +6,7 @@
 --         the session (and session date) of an order can change with a late event.
 -- Reads: fct_events, fct_event_items, silver_event_sessions, silver_user_sessions.
 WITH touched AS (
-    SELECT DISTINCT user_id, platform FROM fct_events WHERE $load_id IS NULL OR first_load_id = $load_id
+    SELECT DISTINCT user_id, platform FROM fct_events WHERE $load_id IS NULL OR first_load_id >= $load_id
 ),
 purchases AS (
     SELECT e.event_id, e.user_id, e.platform, e.event_ts, s.session_id

@@ -8,7 +8,7 @@
 WITH touched AS (
     SELECT user_id, platform, min(event_timestamp_us) AS since_us
     FROM fct_events
-    WHERE $load_id IS NULL OR first_load_id = $load_id
+    WHERE $load_id IS NULL OR first_load_id >= $load_id
     GROUP BY user_id, platform
 ),
 since AS (
