@@ -14,15 +14,15 @@
 WITH users AS (
     SELECT user_id, platform,
            count(*) FILTER (WHERE is_abandoned_checkout)                                    AS abandoned_sessions,
-           sum(CAST(cart_value AS DECIMAL(38, 6))) FILTER (WHERE is_abandoned_checkout)     AS cart_total,
-           sum(CAST(cart_value_usd AS DECIMAL(38, 6))) FILTER (WHERE is_abandoned_checkout) AS cart_total_usd
+           sum(cart_value) FILTER (WHERE is_abandoned_checkout)     AS cart_total,
+           sum(cart_value_usd) FILTER (WHERE is_abandoned_checkout) AS cart_total_usd
     FROM silver_session_features
     GROUP BY user_id, platform
 ),
 orders AS (
     SELECT user_id, platform, count(*) AS orders,
-           sum(CAST(order_value AS DECIMAL(38, 6))) AS revenue,
-           sum(CAST(order_value_usd AS DECIMAL(38, 6))) AS revenue_usd
+           sum(order_value) AS revenue,
+           sum(order_value_usd) AS revenue_usd
     FROM fct_orders
     GROUP BY user_id, platform
 )

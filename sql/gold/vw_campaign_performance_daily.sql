@@ -35,11 +35,11 @@ SELECT
                                                                                        AS session_conversion_rate,
     count(DISTINCT event_id) FILTER (WHERE event_name = 'purchase')                    AS orders,
     coalesce(sum(quantity) FILTER (WHERE event_name = 'purchase'), 0)                  AS units,
-    coalesce(sum(CAST(line_revenue AS DECIMAL(38, 6))) FILTER (WHERE event_name = 'purchase'), 0)::DOUBLE
+    coalesce(sum(line_revenue) FILTER (WHERE event_name = 'purchase'), 0)::DOUBLE
                                                                                        AS revenue,
-    coalesce(sum(CAST(line_revenue_usd AS DECIMAL(38, 6))) FILTER (WHERE event_name = 'purchase'), 0)::DOUBLE
+    coalesce(sum(line_revenue_usd) FILTER (WHERE event_name = 'purchase'), 0)::DOUBLE
                                                                                        AS revenue_usd,
-    coalesce(sum(CAST(coalesce(discount_value, 0) AS DECIMAL(38, 6))) FILTER (WHERE event_name = 'purchase'), 0)::DOUBLE
+    coalesce(sum(coalesce(discount_value, 0)) FILTER (WHERE event_name = 'purchase'), 0)::DOUBLE
                                                                                        AS discount_value
 FROM lines
 GROUP BY session_date, platform, campaign_id

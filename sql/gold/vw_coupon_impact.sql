@@ -11,8 +11,8 @@ SELECT
     platform,
     has_coupon,
     count(*)                                                                    AS orders,
-    sum(CAST(order_value AS DECIMAL(38, 6)))::DOUBLE                            AS revenue,
-    sum(CAST(order_value AS DECIMAL(38, 6)))::DOUBLE / count(*)                 AS aov,
-    sum(CAST(order_value_usd AS DECIMAL(38, 6)))::DOUBLE / count(*)             AS aov_usd
+    sum(order_value)::DOUBLE                            AS revenue,
+    sum(order_value)::DOUBLE / count(*)                 AS aov,
+    sum(order_value_usd)::DOUBLE / count(*)             AS aov_usd
 FROM fct_orders
 GROUP BY platform, has_coupon

@@ -14,9 +14,9 @@ SELECT
     platform,
     count(*)                                                  AS orders,
     sum(units)                                                AS units,
-    sum(CAST(gross_value AS DECIMAL(38, 6)))::DOUBLE          AS gross_revenue,
-    sum(CAST(discount_value AS DECIMAL(38, 6)))::DOUBLE       AS discount_value,
-    sum(CAST(order_value AS DECIMAL(38, 6)))::DOUBLE          AS net_revenue,
+    sum(gross_value)::DOUBLE          AS gross_revenue,
+    sum(discount_value)::DOUBLE       AS discount_value,
+    sum(order_value)::DOUBLE          AS net_revenue,
     count(*) FILTER (WHERE has_discount)                      AS orders_with_discount
 FROM fct_orders
 GROUP BY order_date, platform

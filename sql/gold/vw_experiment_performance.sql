@@ -39,8 +39,8 @@ arm_orders AS (
 sales AS (
     SELECT experiment_id, variant, platform,
            count(*)                                                 AS orders,
-           sum(CAST(order_value AS DECIMAL(38, 6)))::DOUBLE         AS revenue,
-           sum(CAST(order_value_usd AS DECIMAL(38, 6)))::DOUBLE     AS revenue_usd,
+           sum(order_value)::DOUBLE         AS revenue,
+           sum(order_value_usd)::DOUBLE     AS revenue_usd,
            count(*) FILTER (WHERE is_installment_order)             AS installment_orders
     FROM arm_orders
     GROUP BY ALL

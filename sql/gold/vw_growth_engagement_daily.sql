@@ -35,8 +35,8 @@ per_session AS (
            bool_or(a.event_name = 'view_item')          AS clicked,
            bool_or(a.event_name = 'begin_checkout')     AS checked_out,
            bool_or(a.event_name = 'purchase')           AS purchased,
-           sum(CAST(a.line_revenue AS DECIMAL(38, 6))) FILTER (WHERE a.event_name = 'purchase')     AS revenue,
-           sum(CAST(a.line_revenue_usd AS DECIMAL(38, 6))) FILTER (WHERE a.event_name = 'purchase') AS revenue_usd
+           sum(a.line_revenue) FILTER (WHERE a.event_name = 'purchase')     AS revenue,
+           sum(a.line_revenue_usd) FILTER (WHERE a.event_name = 'purchase') AS revenue_usd
     FROM silver_event_list_attribution AS a
     JOIN silver_user_sessions AS u USING (session_id),
     LATERAL (SELECT unnest(CASE WHEN len(a.impression_campaign_codes) = 0 THEN ['NONE']

@@ -41,8 +41,8 @@ WITH sessions AS (
 orders AS (
     SELECT session_date, platform,
            count(*)                                                        AS orders,
-           sum(CAST(order_value AS DECIMAL(38, 6)))::DOUBLE                AS revenue,
-           sum(CAST(order_value_usd AS DECIMAL(38, 6)))::DOUBLE            AS revenue_usd,
+           sum(order_value)::DOUBLE                AS revenue,
+           sum(order_value_usd)::DOUBLE            AS revenue_usd,
            count(*) FILTER (WHERE is_installment_order)                    AS installment_orders
     FROM fct_orders
     GROUP BY session_date, platform

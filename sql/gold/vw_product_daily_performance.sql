@@ -20,8 +20,8 @@ WITH per_session AS (
            bool_or(i.event_name = 'view_item')                                          AS viewed,
            bool_or(i.event_name = 'purchase')                                           AS purchased,
            sum(i.quantity) FILTER (WHERE i.event_name = 'purchase')                     AS units,
-           sum(CAST(i.line_revenue AS DECIMAL(38, 6))) FILTER (WHERE i.event_name = 'purchase')     AS revenue,
-           sum(CAST(i.line_revenue_usd AS DECIMAL(38, 6))) FILTER (WHERE i.event_name = 'purchase') AS revenue_usd
+           sum(i.line_revenue) FILTER (WHERE i.event_name = 'purchase')     AS revenue,
+           sum(i.line_revenue_usd) FILTER (WHERE i.event_name = 'purchase') AS revenue_usd
     FROM fct_event_items AS i
     JOIN silver_event_sessions AS s USING (event_id)
     JOIN silver_user_sessions AS u USING (session_id)

@@ -21,11 +21,11 @@ SELECT
     min(event_ts)                                                                   AS first_seen_ts,
     max(event_ts)                                                                   AS last_seen_ts,
     coalesce(sum(quantity) FILTER (WHERE event_name = 'purchase'), 0)               AS units,
-    coalesce(sum(CAST(price * quantity AS DECIMAL(38, 6))) FILTER (WHERE event_name = 'purchase'), 0)::DOUBLE
+    coalesce(sum(price * quantity) FILTER (WHERE event_name = 'purchase'), 0)
                                                                                     AS gross_revenue,
-    coalesce(sum(CAST(coalesce(discount_value, 0) AS DECIMAL(38, 6))) FILTER (WHERE event_name = 'purchase'), 0)::DOUBLE
+    coalesce(sum(coalesce(discount_value, 0)) FILTER (WHERE event_name = 'purchase'), 0)
                                                                                     AS discount_value,
-    coalesce(sum(CAST(line_revenue AS DECIMAL(38, 6))) FILTER (WHERE event_name = 'purchase'), 0)::DOUBLE
+    coalesce(sum(line_revenue) FILTER (WHERE event_name = 'purchase'), 0)
                                                                                     AS net_revenue,
     count(*) FILTER (WHERE event_name = 'purchase')                                 AS purchased_lines
 FROM lines

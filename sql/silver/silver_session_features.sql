@@ -45,8 +45,8 @@ carts AS (
     SELECT c.session_id,
            any_value(c.event_ts)                  AS last_checkout_ts,
            -- exact sums: the same cart gives the same value whatever the row order
-           sum(CAST(i.price * i.quantity AS DECIMAL(38, 6)))::DOUBLE        AS cart_value,
-           sum(CAST(i.price_in_usd * i.quantity AS DECIMAL(38, 6)))::DOUBLE AS cart_value_usd,
+           sum(i.price * i.quantity)        AS cart_value,
+           sum(i.price_in_usd * i.quantity) AS cart_value_usd,
            list_sort(list_distinct(list(i.item_id))) AS cart_products
     FROM last_checkout AS c
     LEFT JOIN fct_event_items AS i USING (event_id)
