@@ -71,6 +71,7 @@ class FileResult:
     error: str | None = None
     python_parsed_lines: int = 0     # lines the DuckDB parser left to the contract parser (-1: all)
     isolated: int = 0                # lines dead-lettered as load_error:... by the bisection
+    group_size: int = 1              # files committed in the same transaction as this one
     timings: dict[str, float] = field(default_factory=dict)   # seconds per stage (parse, stage, silver...)
 
     def line(self) -> str:
@@ -537,7 +538,7 @@ def _load_group(con: Any, loads: list[_Load]) -> bool:
     for load in loads:
         _drop_parse_tables(con, load)
         load.result.seconds = time.monotonic() - load.t0
-        load.result.timings["group_files"] = float(len(loads))
+        load.result.group_size = len(loads)
     return True
 
 

@@ -23,11 +23,11 @@ def test_a_group_equals_one_file_at_a_time(tmp_path, monkeypatch):
     files = [Path(p) for p in write_batches(messages, str(tmp_path / "batches"), batches=12)]
     grouped = make_project(tmp_path / "grouped")
     run = staging.process_files(grouped, files, move=False, refresh_gold=False)
-    assert run.ok and {f.timings.get("group_files") for f in run.files} == {12.0}
+    assert run.ok and {f.group_size for f in run.files} == {12}
     monkeypatch.setattr(staging, "GROUP_MAX_FILES", 1)
     alone = make_project(tmp_path / "alone")
     run = staging.process_files(alone, files, move=False, refresh_gold=False)
-    assert run.ok and all("group_files" not in f.timings for f in run.files)
+    assert run.ok and {f.group_size for f in run.files} == {1}
     assert silver_tables(grouped) == silver_tables(alone)
     assert _ledger(tmp_path / "grouped") == _ledger(tmp_path / "alone")
     assert len(_ledger(tmp_path / "grouped")) == 12
@@ -56,7 +56,7 @@ def test_groups_are_bounded_and_a_failing_group_falls_back_to_one_file_at_a_time
     monkeypatch.setattr(staging.sql, "check_files", lambda: real + [check])
     run = staging.process_files(cfg, files, move=False, refresh_gold=False)
     assert [f.status for f in run.files] == ["committed"] * 5
-    assert [f.timings.get("group_files") for f in run.files] == [3.0, 3.0, 3.0, None, None]
+    assert [f.group_size for f in run.files] == [3, 3, 3, 1, 1]
     assert [f.isolated for f in run.files] == [0, 0, 0, 1, 0]
     assert query(tmp_path / "p", "SELECT message_id, reason FROM dead_letter_messages WHERE reason LIKE 'load_error%'") \
         == [("poison", "load_error:zz_no_mallory")]
