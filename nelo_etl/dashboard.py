@@ -502,7 +502,8 @@ network).</footer>
 """
 
 
-def _atomic_write(target: Path, text: str) -> None:
+def _atomic_write(target: Path, text: str, mode: int = 0o600) -> None:
+    """Write ``text`` to a temp file beside ``target``, fsync, rename over it: all or nothing."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
@@ -510,6 +511,7 @@ def _atomic_write(target: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -528,7 +530,8 @@ def write(con: duckdb.DuckDBPyConnection, out_dir: Path, cache_dir: Path | None 
     t0 = time.monotonic()
     text = render(collect(con), vega_bundle(cache_dir))
     target = Path(out_dir) / INDEX
-    _atomic_write(target, text)
+    # aggregates only (no user ids): readable by the owner and the analysts' group, like the analytics file
+    _atomic_write(target, text, 0o640)
     log.info("dashboard written to %s (%.1f KB) in %.2f s", target, len(text.encode()) / 1024, time.monotonic() - t0)
     return target
 
