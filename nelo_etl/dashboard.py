@@ -414,7 +414,8 @@ RUNNER = r"""
     });
     var status = document.getElementById('dashboard-status');
     status.textContent = JSON.stringify({charts: charts, errors: errors,
-                                         render_ms: Math.round(performance.now() - t0)});
+                                         render_ms: Math.round(performance.now() - t0),
+                                         ready_ms: Math.round(performance.now())});
     status.setAttribute('data-done', 'true');
   });
 })();
@@ -429,7 +430,7 @@ header h1 { margin: 0 0 10px; font-size: 22px; }
 .card .label { font-size: 12px; opacity: 0.8; } .card .value { font-size: 15px; font-weight: 600; }
 .card.alert { background: #b23b3b; }
 main { padding: 8px 28px 40px; }
-section { background: #fff; border-radius: 8px; padding: 14px 20px; margin: 16px 0; box-shadow: 0 1px 2px rgba(0,0,0,.08); }
+section { overflow-x: auto; background: #fff; border-radius: 8px; padding: 14px 20px; margin: 16px 0; box-shadow: 0 1px 2px rgba(0,0,0,.08); }
 section h2 { font-size: 18px; margin: 0 0 4px; } .question { color: #666; margin: 0 0 10px; font-size: 13px; }
 .row { display: flex; gap: 24px; align-items: flex-start; flex-wrap: wrap; }
 .warnings { margin: 0; padding: 10px 14px 10px 30px; background: #fff4e5; border-left: 4px solid #e08a00; max-width: 420px; font-size: 13px; }

@@ -231,4 +231,5 @@ def test_a_real_browser_draws_every_chart_with_the_views_numbers(site, tmp_path)
                    f"--screenshot={shot}", page.as_uri())
     assert out.returncode == 0, out.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
-    print(f"dashboard screenshot: {shot} (rendered in {status['render_ms']} ms)")
+    print(f"dashboard screenshot: {shot} (charts drawn {status['render_ms']} ms after the "
+          f"script started, {status['ready_ms']} ms after navigation)")
