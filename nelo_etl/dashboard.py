@@ -40,19 +40,32 @@ VL_VERSION = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
 # --------------------------------------------------------------------------------------------
 # the data: one dataset per view, rows exactly as the view returns them (selected columns)
 
-#: dataset name -> the query. Every dataset is a Gold view's rows (some columns, all rows), so
-#: the page's numbers are the views' numbers; the charts aggregate them where they need to.
+#: Days of the daily charts: the last TREND_DAYS UTC dates up to the as-of date. A year of history
+#: would otherwise put some 4,000 rows a day-keyed view into the page; 90 days keep it about 1 MB.
+TREND_DAYS = 90
+
+_SINCE = "(SELECT CAST(max(event_ts) AS DATE) - CAST($days - 1 AS INTEGER) FROM fct_events)"
+
+#: dataset name -> the query. Every dataset is a Gold view's rows (some columns; the daily ones
+#: for the last TREND_DAYS days), or the all-time sums of a view's rows (lists, campaigns), so
+#: the page's numbers are the views' numbers. Bound parameter: $days.
 DATASETS: dict[str, str] = {
     "platform_daily": "SELECT session_date, platform, sessions, bounced_sessions, bounce_rate, "
                       "sessions_with_product_view, sessions_with_checkout, sessions_with_purchase, "
                       "view_to_checkout_rate, checkout_to_purchase_rate, view_to_purchase_rate, orders, aov_usd "
-                      "FROM vw_platform_daily_performance_sessions ORDER BY session_date, platform",
-    "list_daily": "SELECT session_date, platform, item_list_id, item_list_name, sessions_exposed, "
-                  "sessions_with_click, sessions_with_purchase, attributed_revenue_usd "
-                  "FROM vw_list_daily_performance_sessions ORDER BY session_date, platform, item_list_id",
-    "campaign_daily": "SELECT session_date, platform, campaign_id, sessions_exposed, sessions_with_purchase, orders, "
-                      "revenue_usd, discount_value FROM vw_campaign_performance_daily "
-                      "ORDER BY session_date, platform, campaign_id",
+                      f"FROM vw_platform_daily_performance_sessions WHERE session_date >= {_SINCE} "
+                      "ORDER BY session_date, platform",
+    "list_totals": "SELECT platform, item_list_id, max(item_list_name) AS item_list_name, "
+                   "sum(sessions_exposed) AS sessions_exposed, sum(sessions_with_click) AS sessions_with_click, "
+                   "sum(sessions_with_purchase) AS sessions_with_purchase, "
+                   "sum(CAST(attributed_revenue_usd AS DECIMAL(38, 6)))::DOUBLE AS attributed_revenue_usd "
+                   "FROM vw_list_daily_performance_sessions GROUP BY platform, item_list_id "
+                   "ORDER BY platform, item_list_id",
+    "campaign_totals": "SELECT campaign_id, sum(sessions_exposed) AS sessions_exposed, "
+                       "sum(sessions_with_purchase) AS sessions_with_purchase, sum(orders) AS orders, "
+                       "sum(CAST(revenue_usd AS DECIMAL(38, 6)))::DOUBLE AS revenue_usd, "
+                       "sum(CAST(discount_value AS DECIMAL(38, 6)))::DOUBLE AS discount_value "
+                       "FROM vw_campaign_performance_daily GROUP BY campaign_id ORDER BY campaign_id",
     "coupon_impact": "SELECT platform, has_coupon, orders, aov, aov_usd FROM vw_coupon_impact "
                      "ORDER BY platform, has_coupon",
     "experiment_performance": "SELECT experiment_id, variant, platform, users_exposed, orders, aov, aov_usd, "
@@ -64,9 +77,11 @@ DATASETS: dict[str, str] = {
     "abandoned_cart_aov": "SELECT platform, cohort, users, orders, aov_usd, abandoned_sessions, "
                           "avg_abandoned_cart_value_usd FROM vw_abandoned_cart_aov ORDER BY platform, cohort",
     "installment_daily": "SELECT order_date, platform, orders, installment_orders, installment_adoption_rate, "
-                         "avg_installments FROM vw_installment_adoption_daily ORDER BY order_date, platform",
+                         f"avg_installments FROM vw_installment_adoption_daily WHERE order_date >= {_SINCE} "
+                         "ORDER BY order_date, platform",
     "discount_daily": "SELECT order_date, platform, orders, gross_revenue, discount_value, net_revenue, "
-                      "orders_with_discount FROM vw_daily_purchase_discounts ORDER BY order_date, platform",
+                      f"orders_with_discount FROM vw_daily_purchase_discounts WHERE order_date >= {_SINCE} "
+                      "ORDER BY order_date, platform",
     "price_changes": "SELECT campaign_id, item_id, change_ts, old_price, new_price, delta_pct "
                      "FROM vw_gold_product_campaign_price_change_events WHERE is_current_campaign "
                      "ORDER BY campaign_id, item_id, change_ts",
@@ -110,7 +125,9 @@ def rows_of(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] |
 
 def collect(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Everything the page shows, read from an analytics (or warehouse) connection."""
-    data: dict[str, Any] = {"datasets": {name: rows_of(con, query) for name, query in DATASETS.items()}}
+    data: dict[str, Any] = {"trend_days": TREND_DAYS, "datasets": {
+        name: rows_of(con, query, {"days": TREND_DAYS} if "$days" in query else None)
+        for name, query in DATASETS.items()}}
     data["freshness"] = rows_of(con, """
         SELECT (SELECT file_name FROM etl_batches WHERE status = 'committed' ORDER BY finished_ts DESC, load_id DESC LIMIT 1)
                    AS last_batch_file,
@@ -170,31 +187,26 @@ def _funnel() -> alt.TopLevelMixin:
 
 
 def _lists() -> alt.TopLevelMixin:
-    return alt.Chart(alt.NamedData("list_daily")).transform_calculate(
-        list_label="datum.item_list_name ? datum.item_list_name + ' (' + datum.item_list_id + ')' : datum.item_list_id"
-    ).transform_aggregate(
-        exposed="sum(sessions_exposed)", clicked="sum(sessions_with_click)", purchased="sum(sessions_with_purchase)",
-        groupby=["platform", "list_label"],
-    ).transform_calculate(
-        CTR="datum.exposed > 0 ? datum.clicked / datum.exposed : null",
-        conversion="datum.exposed > 0 ? datum.purchased / datum.exposed : null",
+    return alt.Chart(alt.NamedData("list_totals")).transform_calculate(
+        list_label="datum.item_list_name ? datum.item_list_name + ' (' + datum.item_list_id + ')' : datum.item_list_id",
+        CTR="datum.sessions_exposed > 0 ? datum.sessions_with_click / datum.sessions_exposed : null",
+        conversion="datum.sessions_exposed > 0 ? datum.sessions_with_purchase / datum.sessions_exposed : null",
     ).transform_fold(["CTR", "conversion"], as_=["measure", "rate"]).mark_bar().encode(
         y=alt.Y("list_label:N", title=None),
         x=alt.X("rate:Q", title="share of exposed sessions", axis=alt.Axis(format="%")),
         yOffset="measure:N",
         color=alt.Color("measure:N", title=None),
-        tooltip=["platform:N", "list_label:N", "measure:N", alt.Tooltip("rate:Q", format=".1%"), "exposed:Q",
-                 "clicked:Q", "purchased:Q"],
+        tooltip=["platform:N", "list_label:N", "measure:N", alt.Tooltip("rate:Q", format=".1%"),
+                 "sessions_exposed:Q", "sessions_with_click:Q", "sessions_with_purchase:Q",
+                 alt.Tooltip("attributed_revenue_usd:Q", format=",.2f")],
     ).properties(width=320).facet(column=alt.Column("platform:N", title=None))
 
 
 def _campaigns() -> alt.TopLevelMixin:
-    base = alt.Chart(alt.NamedData("campaign_daily")).transform_aggregate(
-        exposed="sum(sessions_exposed)", purchased="sum(sessions_with_purchase)", orders="sum(orders)",
-        revenue_usd="sum(revenue_usd)", groupby=["campaign_id"],
-    ).transform_calculate(conversion="datum.exposed > 0 ? datum.purchased / datum.exposed : null")
-    tooltip = ["campaign_id:N", alt.Tooltip("revenue_usd:Q", format=",.2f"), "orders:Q", "exposed:Q",
-               alt.Tooltip("conversion:Q", format=".1%")]
+    base = alt.Chart(alt.NamedData("campaign_totals")).transform_calculate(
+        conversion="datum.sessions_exposed > 0 ? datum.sessions_with_purchase / datum.sessions_exposed : null")
+    tooltip = ["campaign_id:N", alt.Tooltip("revenue_usd:Q", format=",.2f"), "orders:Q", "sessions_exposed:Q",
+               alt.Tooltip("conversion:Q", format=".1%"), alt.Tooltip("discount_value:Q", format=",.2f")]
     revenue = base.mark_bar().encode(
         y=alt.Y("campaign_id:N", title=None, sort="-x"), x=alt.X("revenue_usd:Q", title="revenue (USD)"),
         tooltip=tooltip).properties(width=300, title="Revenue")
@@ -273,22 +285,24 @@ def _discounts() -> alt.TopLevelMixin:
 
 
 CHARTS: list[Chart] = [
-    Chart("chart-funnel", "Funnel and bounce rate by platform, per day",
+    Chart("chart-funnel", f"Funnel and bounce rate by platform, per day (last {TREND_DAYS} days)",
           "How many sessions view a product, begin checkout and purchase, and how many bounce?",
           ("platform_daily",), _funnel),
     Chart("chart-lists", "Lists: click-through and conversion",
-          "Which lists drive clicks and purchases (last touch, 30 minutes)?", ("list_daily",), _lists),
-    Chart("chart-campaigns", "Campaigns: revenue and conversion", "How do campaign codes convert?",
-          ("campaign_daily",), _campaigns),
+          "Which lists drive clicks and purchases (last touch, 30 minutes; all days)?", ("list_totals",), _lists),
+    Chart("chart-campaigns", "Campaigns: revenue and conversion", "How do campaign codes convert (all days)?",
+          ("campaign_totals",), _campaigns),
     Chart("chart-coupons", "AOV with and without coupons", "Do coupons change the order value?",
           ("coupon_impact",), _coupons),
     Chart("chart-experiments", "AOV per experiment arm", "Do experiment arms differ in order value?",
           ("experiment_performance", "experiment_srm"), _experiments),
     Chart("chart-abandoners", "Cart abandoners vs the rest", "Do users who abandon carts spend differently?",
           ("abandoned_cart_aov",), _abandoners),
-    Chart("chart-installments", "Installment adoption per day", "How many orders are paid in installments?",
+    Chart("chart-installments", f"Installment adoption per day (last {TREND_DAYS} days)",
+          "How many orders are paid in installments?",
           ("installment_daily",), _installments),
-    Chart("chart-discounts", "Discounts per day", "How much is given away in discounts each day?",
+    Chart("chart-discounts", f"Discounts per day (last {TREND_DAYS} days)",
+          "How much is given away in discounts each day?",
           ("discount_daily",), _discounts),
 ]
 

@@ -26,18 +26,24 @@ from .test_silver_models import MIN, T0, coded, line
 #: Where the browser test leaves its screenshot (git-ignored); CI can keep it as an artefact.
 ARTIFACTS = Path(os.environ.get("NELO_TEST_ARTIFACTS", ROOT / "tests" / "artifacts"))
 
-#: The page's datasets and the Gold view each one must equal (a view's rows, optionally filtered).
+#: The page's datasets that are a Gold view's rows: (view, filter); "recent" keeps the last
+#: TREND_DAYS UTC dates up to the as-of date (the newest event's).
 SOURCES = {
-    "platform_daily": ("vw_platform_daily_performance_sessions", None),
-    "list_daily": ("vw_list_daily_performance_sessions", None),
-    "campaign_daily": ("vw_campaign_performance_daily", None),
+    "platform_daily": ("vw_platform_daily_performance_sessions", "recent:session_date"),
     "coupon_impact": ("vw_coupon_impact", None),
     "experiment_performance": ("vw_experiment_performance", None),
     "experiment_srm": ("vw_experiment_srm", None),
     "abandoned_cart_aov": ("vw_abandoned_cart_aov", None),
-    "installment_daily": ("vw_installment_adoption_daily", None),
-    "discount_daily": ("vw_daily_purchase_discounts", None),
-    "price_changes": ("vw_gold_product_campaign_price_change_events", "is_current_campaign"),
+    "installment_daily": ("vw_installment_adoption_daily", "recent:order_date"),
+    "discount_daily": ("vw_daily_purchase_discounts", "recent:order_date"),
+    "price_changes": ("vw_gold_product_campaign_price_change_events", "current"),
+}
+#: The page's datasets that are all-time sums of a view's rows: (view, keys, summed columns).
+TOTALS = {
+    "list_totals": ("vw_list_daily_performance_sessions", ["platform", "item_list_id"],
+                    ["sessions_exposed", "sessions_with_click", "sessions_with_purchase", "attributed_revenue_usd"]),
+    "campaign_totals": ("vw_campaign_performance_daily", ["campaign_id"],
+                        ["sessions_exposed", "sessions_with_purchase", "orders", "revenue_usd", "discount_value"]),
 }
 
 
@@ -54,10 +60,30 @@ def canonical(rows: list[dict]) -> list[str]:
     return sorted(json.dumps(r, sort_keys=True) for r in rows)
 
 
-def view_rows(con: duckdb.DuckDBPyConnection, view: str, where: str | None) -> list[dict]:
-    cur = con.execute(f"SELECT * FROM {view}" + (f" WHERE {where}" if where else ""))
+def view_rows(con: duckdb.DuckDBPyConnection, view: str) -> list[dict]:
+    cur = con.execute(f"SELECT * FROM {view}")
     names = [d[0] for d in cur.description]
     return [{n: plain(v) for n, v in zip(names, row)} for row in cur.fetchall()]
+
+
+def expected_rows(con: duckdb.DuckDBPyConnection, view: str, keep: str | None) -> list[dict]:
+    rows = view_rows(con, view)
+    if keep == "current":
+        return [r for r in rows if r["is_current_campaign"]]
+    if keep and keep.startswith("recent:"):
+        as_of = con.execute("SELECT max(event_ts) FROM fct_events").fetchall()[0][0].date()
+        first = (as_of - dt.timedelta(days=dashboard.TREND_DAYS - 1)).isoformat()
+        return [r for r in rows if r[keep.split(":")[1]] >= first]
+    return rows
+
+
+def summed(rows: list[dict], keys: list[str], columns: list[str]) -> list[dict]:
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        group = out.setdefault(tuple(r[k] for k in keys), {**{k: r[k] for k in keys}, **{c: 0 for c in columns}})
+        for c in columns:
+            group[c] += r[c]
+    return list(out.values())
 
 
 def page_json(text: str, element_id: str) -> dict:
@@ -207,12 +233,20 @@ def test_a_real_browser_draws_every_chart_with_the_views_numbers(site, tmp_path)
             for name, rows in chart["rows"].items():
                 assert rows == len(data["datasets"][name]) and rows > 0, (chart["id"], name)
         # the numbers on the page are the views' numbers
-        for name, (view, where) in SOURCES.items():
+        assert set(data["datasets"]) == set(SOURCES) | set(TOTALS)
+        for name, (view, keep) in SOURCES.items():
             shown = data["datasets"][name]
             assert shown, f"{name} is empty: the traffic should fill it"
             columns = list(shown[0])
-            expected = [{c: r[c] for c in columns} for r in view_rows(con, view, where)]
+            expected = [{c: r[c] for c in columns} for r in expected_rows(con, view, keep)]
             assert canonical(shown) == canonical(expected), name
+        for name, (view, keys, columns) in TOTALS.items():
+            shown = {tuple(r[k] for k in keys): r for r in data["datasets"][name]}
+            expected = {tuple(r[k] for k in keys): r for r in summed(view_rows(con, view), keys, columns)}
+            assert shown.keys() == expected.keys() and shown, name
+            for key, row in expected.items():
+                for c in columns:
+                    assert shown[key][c] == pytest.approx(row[c], rel=1e-9, abs=1e-9), (name, key, c)
         for segment in data["segments"]:
             assert segment["rows"] == con.execute(f"SELECT count(*) FROM {segment['view']}").fetchall()[0][0]
             assert con.execute(segment["sql"]).fetchall()          # the SQL shown runs and finds the users
@@ -233,3 +267,26 @@ def test_a_real_browser_draws_every_chart_with_the_views_numbers(site, tmp_path)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
     print(f"dashboard screenshot: {shot} (charts drawn {status['render_ms']} ms after the "
           f"script started, {status['ready_ms']} ms after navigation)")
+
+
+def test_daily_charts_keep_the_last_trend_days_and_totals_keep_all_days(tmp_path):
+    day = 86_400_000_000
+    old, new = T0, T0 + dashboard.TREND_DAYS * day            # 90 days apart: the first falls out of the trend
+    lines = [line(old, "purchase", [coded("P", 10, "SALE")]), line(new, "purchase", [coded("P", 30, "SALE")],
+                                                                    user="u2")]
+    cfg = make_project(tmp_path)
+    path = tmp_path / "processing_batch_20251017T000000_w.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    load(cfg, [path])
+    con = duckdb.connect(str(gold.analytics_path(cfg)), read_only=True)
+    try:
+        data = dashboard.collect(con)
+    finally:
+        con.close()
+    new_date = (dt.datetime(2025, 10, 17) + dt.timedelta(days=dashboard.TREND_DAYS)).date().isoformat()
+    for name, column in (("platform_daily", "session_date"), ("installment_daily", "order_date"),
+                         ("discount_daily", "order_date")):
+        assert [r[column] for r in data["datasets"][name]] == [new_date], name
+    assert [(r["campaign_id"], r["orders"], r["sessions_exposed"]) for r in data["datasets"]["campaign_totals"]] == \
+        [("SALE", 2, 2)]
+    assert data["trend_days"] == dashboard.TREND_DAYS
