@@ -360,7 +360,8 @@ def _fmt(value: Any) -> str:
 def _table(rows: list[dict[str, Any]], columns: list[str], table_id: str, empty: str) -> str:
     if not rows:
         return f'<p class="empty" id="{table_id}">{html.escape(empty)}</p>'
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    # spaces for underscores: long column names may wrap, so wide tables fit the page
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(
         f'<td class="{"num" if isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) else ""}">'
         f"{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
