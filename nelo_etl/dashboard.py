@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -327,8 +328,8 @@ def _bundle_text(cache_file: str | None) -> str:
     if cache_file and Path(cache_file).is_file():
         return Path(cache_file).read_text(encoding="utf-8")
     text = vl_convert.javascript_bundle(vl_version=VL_VERSION)
-    if "</script" in text.lower():         # could close the inline <script> early: escape it
-        text = text.replace("</script", "<\\/script").replace("</SCRIPT", "<\\/SCRIPT")
+    # "</script" (any case) would close the inline <script> early; "<\/" means the same in JavaScript
+    text = re.sub(r"</(script)", r"<\\/\1", text, flags=re.IGNORECASE)
     if cache_file:
         _atomic_write(Path(cache_file), text)
     return text
