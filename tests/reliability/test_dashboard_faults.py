@@ -3,18 +3,15 @@ written fails the run in one line after the batch is committed and published; a 
 before its rename leaves the old page whole."""
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from nelo_etl import dashboard, gold
-from nelo_etl.config import load_config
 
 from ..conftest import write_config
-from ..silver_helpers import make_project
+from ..silver_helpers import load, make_project
 from ..test_silver_models import MIN, T0, coded, item, line
 from ..test_staging import run_ps
 
@@ -51,8 +48,6 @@ def test_a_write_that_dies_before_its_rename_leaves_the_old_page_whole(tmp_path,
     cfg = make_project(tmp_path)
     path = tmp_path / "processing_batch_20251017T000000_p.jsonl"
     path.write_text(line(T0, "view_item", [coded("P", 10, "SALE")]) + "\n", encoding="utf-8")
-    from ..silver_helpers import load
-
     load(cfg, [path])
     out = tmp_path / "site"
     old = dashboard.write_from_file(gold.analytics_path(cfg), out).read_bytes()
