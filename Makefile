@@ -5,12 +5,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean help
+.PHONY: demo test bench browser dashboard clean help
 
 help:
 	@echo "make demo   - local SQS server + simulated traffic + the pipeline, end to end"
 	@echo "make test   - the test suite (what CI runs)"
 	@echo "make bench  - the benchmarks (writes bench/RESULTS.md)"
+	@echo "make browser - install Debian's chromium if missing (the dashboard's browser test; CI runs it)"
+	@echo "make dashboard - the dashboard of the demo's data: .demo/site/index.html (run make demo first)"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +27,18 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The dashboard's browser test needs a headless Chromium. Idempotent: does nothing when one is there.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing chromium (apt-get)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
+
+dashboard: $(STAMP)
+	$(PY) gold_transforms.py --config .demo/config.json --report --format html --out .demo/site
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

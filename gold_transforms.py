@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Refresh the Gold views and publish the analysts' read-only file; or print the business report.
+"""Refresh the Gold views and publish the analysts' read-only file; or print the business report,
+or write it as a self-contained HTML dashboard.
 
 After every committed batch this runs by itself (process_staging.py and etl.py call it).
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from nelo_etl import cli, gold
+from nelo_etl import cli, dashboard, gold
 from nelo_etl.config import Config
 from nelo_etl.db import connect, ensure_schema
 
@@ -22,10 +23,16 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             print(f"sql/gold/{view.name}.sql  ->  view {view.name} ({len(view.columns)} documented columns)")
         print(f"would publish {gold.analytics_path(cfg)}")
         return cli.EXIT_OK
+    if args.report and args.format == "html" and not args.out:
+        build_parser().error("--format html writes DIR/index.html: give --out DIR")      # exit 2
     if args.report:
         source = gold.analytics_path(cfg)
         if not source.exists():
             raise cli.Failure(f"no analytics file at {source} yet: load a batch first (process_staging.py)")
+        if args.format == "html":
+            page = dashboard.write_from_file(source, Path(args.out), gold.dashboard_cache(cfg))
+            print(f"dashboard written to {page}")
+            return cli.EXIT_OK
         con = duckdb.connect(str(source), read_only=True)
         try:
             sections = gold.run_report(con)
@@ -57,9 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         "./gold_transforms.py                      # refresh views, publish warehouse/analytics.duckdb",
         "./gold_transforms.py --report             # every business answer, as terminal tables",
         "./gold_transforms.py --report --format markdown --out reports/",
+        "./gold_transforms.py --report --format html --out dashboard/   # dashboard/index.html, no network needed",
     ])
     parser.add_argument("--report", action="store_true", help="print the answer to every business question")
-    parser.add_argument("--format", choices=["terminal", "markdown", "csv", "json"], default="terminal")
+    parser.add_argument("--format", choices=["terminal", "markdown", "csv", "json", "html"], default="terminal",
+                        help="html: the dashboard, DIR/index.html (needs --out)")
     parser.add_argument("--out", metavar="DIR", help="write the report into DIR instead of stdout")
     return parser
 

@@ -67,6 +67,8 @@ class Settings(BaseModel):
     current_campaign_days: float = Field(
         7.0, ge=0, description="a campaign is current if its last event is this close to the as-of time")
     experiment_pattern: str = Field("NELO_XP_", min_length=1, description="discount codes containing this are experiment arms")
+    report_dir: Optional[str] = Field(
+        None, description="if set, the HTML dashboard (index.html) is rebuilt there, atomically, after every committed run (created if missing); null: off")
 
 
 #: Settings that name folders which must already exist (the data folders are part of the layout).
@@ -86,6 +88,7 @@ class Config:
     database_path: Path
     work_dir: Path
     log_dir: Path
+    report_dir: Optional[Path] = None
 
     def __getattr__(self, name: str) -> Any:
         # Non-path settings read straight through: cfg.session_timeout_minutes, cfg.queue, ...
@@ -128,7 +131,8 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
             raise ConfigError(f"{path}: {name}: folder does not exist: {resolved[name]}")
     if not resolved["database_path"].parent.is_dir():
         raise ConfigError(f"{path}: database_path: folder does not exist: {resolved['database_path'].parent}")
-    return Config(path=path, settings=settings, **resolved)
+    report_dir = resolve(settings.report_dir) if settings.report_dir is not None else None
+    return Config(path=path, settings=settings, report_dir=report_dir, **resolved)
 
 
 def _one_line(exc: ValidationError) -> str:

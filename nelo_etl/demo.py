@@ -32,6 +32,7 @@ def make_workspace() -> Path:
         (DEMO / name).mkdir(parents=True)
     cfg = json.loads((ROOT / "config.json").read_text(encoding="utf-8"))
     cfg["queue"].update(wait_time_seconds=1, visibility_timeout_seconds=120)
+    cfg["report_dir"] = "site"          # every committed tick rebuilds the dashboard, .demo/site/index.html
     path = DEMO / "config.json"
     path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
     return path
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(gold.format_report(gold.run_report(con), "terminal"))
     finally:
         con.close()
+    print(f"\nthe dashboard (rebuilt after every committed tick): open {DEMO / 'site' / 'index.html'}")
     print(f"\ndemo done in {time.monotonic() - t0:.1f} s; files and warehouse are in .demo/")
     return 0
 

@@ -101,7 +101,10 @@ class RunResult:
             return None
         if isinstance(self.gold, str):
             return self.gold
-        return f"gold: views {self.gold['gold_views_s']:.2f} s, analytics file published in {self.gold['publish_s']:.2f} s"
+        line = f"gold: views {self.gold['gold_views_s']:.2f} s, analytics file published in {self.gold['publish_s']:.2f} s"
+        if "dashboard_s" in self.gold:
+            line += f", dashboard in {self.gold['dashboard_s']:.2f} s"
+        return line
 
 
 # --------------------------------------------------------------------------------------------

@@ -64,6 +64,11 @@ PROMISED = {
         "cart_value", "cart_value_usd", "cart_products"],
     "gold_segment_abandon_then_bought_different_v": ["user_id", "platform", "session_id", "abandoned_products",
         "later_purchased_products"],
+    "gold_user_features_v": ["user_id", "first_seen_ts", "last_seen_ts", "recency_days", "sessions",
+        "sessions_last_30_days", "purchases", "purchases_last_30_days", "revenue_usd", "avg_order_value_usd",
+        "abandoned_checkouts", "has_used_installments", "platforms", "last_platform"],
+    "vw_experiment_srm": ["experiment_id", "variant", "users", "experiment_users", "arms", "expected_share",
+        "observed_share", "users_in_several_arms", "chi_square", "degrees_of_freedom", "srm_flag"],
 }
 
 
@@ -234,6 +239,79 @@ def test_list_and_growth_views_by_hand(tmp_path):
         ("SALE", "l1", 1, 1, 18.0)]
     assert con.execute("SELECT item_id, views, sessions_viewed, sessions_purchased, view_to_purchase_rate, units, "
                        "revenue FROM vw_product_daily_performance").fetchall() == [("A", 1, 1, 1, 1.0, 2, 18.0)]
+
+
+def test_user_features_by_hand(tmp_path):
+    day = 86_400_000_000
+    lines = [
+        # u1, IOS: an abandoned checkout (session 1), then a 6-installment purchase 5 days later (session 2)
+        line(T0, "view_item", [item("A", 100)]),
+        line(T0 + MIN, "begin_checkout", [item("A", 100)]),
+        line(T0 + 5 * day, "purchase", [inst_item("A", 100, 6)]),                         # 5.0 USD
+        # u1, ANDROID, 35 days on: a purchase of 2 x 40 MXN (2 x 2.0 USD), then a view: its last event
+        line(T0 + 35 * day, "purchase", [item("B", 40, 2)], platform="ANDROID"),         # 4.0 USD
+        line(T0 + 35 * day + MIN, "view_item", [item("B", 40)], platform="ANDROID"),
+        # u2: a session starting exactly at the as-of time minus 30 days (inside), and the newest event
+        line(T0 + 10 * day, "view_item", [item("A", 100)], user="u2"),
+        line(T0 + 40 * day, "view_item_list", [item("A", 100)], user="u2"),
+        # u3: two events at the same instant on two platforms: the greater event_id names last_platform
+        line(T0 + 20 * day, "view_item", [item("A", 100)], user="u3"),
+        line(T0 + 20 * day, "view_item", [item("A", 100)], user="u3", platform="ANDROID"),
+    ]
+    con = gold_of(tmp_path, lines)
+    cur = con.execute("SELECT * FROM gold_user_features_v ORDER BY user_id")
+    cols = [d[0] for d in cur.description]
+    rows = {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
+    assert sorted(rows) == ["u1", "u2", "u3"]
+    u1, u2, u3 = rows["u1"], rows["u2"], rows["u3"]
+    as_of = T0 + 40 * day
+    assert epoch_us(u1["first_seen_ts"]) == T0 and epoch_us(u1["last_seen_ts"]) == T0 + 35 * day + MIN
+    assert u1["recency_days"] == pytest.approx((as_of - (T0 + 35 * day + MIN)) / day, abs=1e-12)
+    assert {k: u1[k] for k in cols[4:]} == dict(
+        sessions=3, sessions_last_30_days=1, purchases=2, purchases_last_30_days=1, revenue_usd=9.0,
+        avg_order_value_usd=4.5, abandoned_checkouts=1, has_used_installments=True, platforms=["ANDROID", "IOS"],
+        last_platform="ANDROID")
+    assert {k: u2[k] for k in cols[3:]} == dict(
+        recency_days=0.0, sessions=2, sessions_last_30_days=2, purchases=0, purchases_last_30_days=0,
+        revenue_usd=0.0, avg_order_value_usd=None, abandoned_checkouts=0, has_used_installments=False,
+        platforms=["IOS"], last_platform="IOS")
+    ids = dict(con.execute("SELECT platform, event_id FROM fct_events WHERE user_id = 'u3'").fetchall())
+    assert u3["last_platform"] == max(ids, key=ids.get) and u3["recency_days"] == 20.0
+    assert u3["sessions"] == 2 and u3["sessions_last_30_days"] == 2 and u3["platforms"] == ["ANDROID", "IOS"]
+
+
+def epoch_us(ts) -> int:
+    from datetime import timezone
+    return int(ts.replace(tzinfo=timezone.utc).timestamp() * 1_000_000)
+
+
+def test_experiment_srm_by_hand(tmp_path):
+    lines = [
+        # experiment X: u1 first A then B; u2 one item listing B before A; u5 one event, B on item 0 and
+        # A on item 1; u3, u4 only A. First arms: A = u1, u3, u4; B = u2, u5. Three users saw both.
+        line(T0, "view_item", [coded("P", 10, "NELO_XP_X_A|NELO_XP_Y_C")]),
+        line(T0 + MIN, "view_item", [coded("P", 10, "NELO_XP_X_B")]),
+        line(T0, "view_item", [coded("P", 10, "SALE|NELO_XP_X_B|NELO_XP_X_A")], user="u2"),
+        line(T0, "view_item", [coded("P", 10, "NELO_XP_X_A")], user="u3"),
+        line(T0 + 2 * MIN, "view_item", [coded("P", 10, "NELO_XP_X_A")], user="u4"),
+        line(T0, "view_item", [coded("P", 10, "NELO_XP_X_B"), coded("Q", 10, "NELO_XP_X_A")], user="u5"),
+    ]
+    # experiment Z: 20 users in A, 2 in B: far from an even split
+    lines += [line(T0, "view_item", [coded("P", 10, "NELO_XP_Z_A")], user=f"z{n}") for n in range(20)]
+    lines += [line(T0, "view_item", [coded("P", 10, "NELO_XP_Z_B")], user=f"y{n}") for n in range(2)]
+    con = gold_of(tmp_path, lines)
+    got = con.execute("SELECT experiment_id, variant, users, experiment_users, arms, expected_share, observed_share, "
+                      "users_in_several_arms, chi_square, degrees_of_freedom, srm_flag "
+                      "FROM vw_experiment_srm ORDER BY ALL").fetchall()
+    x_chi = ((3 - 2.5) ** 2 + (2 - 2.5) ** 2) / 2.5          # 0.2
+    z_chi = ((20 - 11) ** 2 + (2 - 11) ** 2) / 11            # 14.73 > 10.828 (p = 0.001, 1 degree of freedom)
+    assert got == [
+        ("X", "A", 3, 5, 2, 0.5, 0.6, 3, pytest.approx(x_chi), 1, False),
+        ("X", "B", 2, 5, 2, 0.5, 0.4, 3, pytest.approx(x_chi), 1, False),
+        ("Y", "C", 1, 1, 1, 1.0, 1.0, 0, 0.0, 0, None),
+        ("Z", "A", 20, 22, 2, 0.5, 20 / 22, 0, pytest.approx(z_chi), 1, True),
+        ("Z", "B", 2, 22, 2, 0.5, 2 / 22, 0, pytest.approx(z_chi), 1, True),
+    ]
 
 
 def test_report_prints_every_answer_in_every_format(chaos_warehouse, tmp_path):

@@ -33,6 +33,7 @@ def reference(traffic, tmp_path_factory):
     tables = silver_tables(cfg)
     assert all(tables[name] for name in ("fct_events", "silver_user_sessions", "dim_products"))
     views = gold_views(cfg)
+    assert {"gold_user_features_v", "vw_experiment_srm"} <= set(views)      # the added views are held too
     empty = [name for name, rows in views.items() if not rows]
     assert not empty, f"the traffic leaves these Gold views empty: {empty}"
     return cfg, tables, views
