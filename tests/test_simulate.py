@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+from decimal import Decimal
 import subprocess
 import sys
 
@@ -84,7 +85,7 @@ def test_traffic_covers_what_the_metrics_need(parsed):
     assert any(i.values["coupon"] for i in purchases)
     assert any((i.installments or 0) > 1 for i in purchases)
     assert all(i.values["item_revenue"] is not None for i in purchases)
-    checkouts = collections.defaultdict(float)
+    checkouts: dict[str, Decimal] = collections.defaultdict(Decimal)
     for e, i in items:
         if e.event_name == "begin_checkout":
             checkouts[e.event_id] += i.values["price_in_usd"] * i.values["quantity"]
