@@ -4,6 +4,7 @@ drawn, no errors, and the views' own numbers in its data."""
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import os
 import re
@@ -53,6 +54,10 @@ def plain(value):
         return value.isoformat() + "Z"
     if isinstance(value, dt.date):
         return value.isoformat()
+    if isinstance(value, decimal.Decimal):          # exact money (segment carts): a JSON number
+        return float(value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
     return value
 
 
