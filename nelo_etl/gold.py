@@ -404,9 +404,9 @@ REPORT: list[tuple[str, str]] = [
      "FROM vw_platform_daily_performance_sessions ORDER BY session_date, platform"),
     ("AOV of cart abandoners vs the rest",
      "SELECT * FROM vw_abandoned_cart_aov ORDER BY platform, cohort"),
-    ("Targeting list: checkout drop-offs with no purchase since (top 20 by cart value)",
+    ("Targeting list: checkout drop-offs with no purchase since (by cart value)",
      "SELECT user_id, platform, last_abandon_ts, cart_value_usd, cart_products "
-     "FROM gold_segment_abandon_no_purchase_since_v ORDER BY cart_value_usd DESC NULLS LAST, user_id LIMIT 20"),
+     "FROM gold_segment_abandon_no_purchase_since_v ORDER BY cart_value_usd DESC NULLS LAST, user_id"),
     ("Segments: sizes",
      "SELECT 'bounce' AS segment, count(*) AS sessions FROM gold_segment_bounce_v UNION ALL "
      "SELECT 'checkout_abandon', count(*) FROM gold_segment_checkout_abandon_v UNION ALL "
@@ -424,10 +424,10 @@ REPORT: list[tuple[str, str]] = [
      "sum(sessions_with_purchase) / sum(sessions_exposed) AS session_conversion_rate, sum(orders) AS orders, "
      "sum(revenue_usd) AS revenue_usd, sum(discount_value) AS discount_value "
      "FROM vw_campaign_performance_daily GROUP BY ALL ORDER BY campaign_id, platform"),
-    ("Growth engagement by campaign and list (top 20 by exposure)",
+    ("Growth engagement by campaign and list (by exposure)",
      "SELECT campaign_id, item_list_id, platform, sum(sessions_exposed) AS sessions_exposed, "
      "sum(sessions_with_click) AS sessions_with_click, sum(attributed_revenue_usd) AS attributed_revenue_usd "
-     "FROM vw_growth_engagement_daily GROUP BY ALL ORDER BY sessions_exposed DESC, campaign_id, item_list_id LIMIT 20"),
+     "FROM vw_growth_engagement_daily GROUP BY ALL ORDER BY sessions_exposed DESC, campaign_id, item_list_id"),
     ("Experiments vs AOV",
      "SELECT * FROM vw_experiment_performance ORDER BY experiment_id, variant, platform"),
     ("Coupons vs AOV",
@@ -435,33 +435,51 @@ REPORT: list[tuple[str, str]] = [
     ("Price changes during current campaigns",
      "SELECT campaign_id, item_id, change_ts, old_price, new_price, delta_pct FROM "
      "vw_gold_product_campaign_price_change_events WHERE is_current_campaign ORDER BY campaign_id, item_id, change_ts"),
-    ("Current campaigns: product status on the as-of date (top 20)",
+    ("Current campaigns: product status on the as-of date",
      "SELECT * FROM vw_gold_product_campaign_current_status "
-     "ORDER BY has_discount_on_as_of_date DESC, max_discount_rate_on_as_of_date DESC NULLS LAST, campaign_id, item_id LIMIT 20"),
+     "ORDER BY has_discount_on_as_of_date DESC, max_discount_rate_on_as_of_date DESC NULLS LAST, campaign_id, item_id"),
     ("Discounts by day",
      "SELECT * FROM vw_daily_purchase_discounts ORDER BY order_date, platform"),
-    ("Discounts by product and campaign (top 20 by discount)",
-     "SELECT * FROM vw_product_campaign_discounts ORDER BY discount_value DESC, item_id, campaign_id LIMIT 20"),
-    ("Products: views to purchases (top 20 by revenue)",
+    ("Discounts by product and campaign (by discount)",
+     "SELECT * FROM vw_product_campaign_discounts ORDER BY discount_value DESC, item_id, campaign_id"),
+    ("Products: views to purchases (by revenue)",
      "SELECT item_id, sum(views) AS views, sum(sessions_viewed) AS sessions_viewed, "
      "sum(sessions_viewed_and_purchased) / nullif(sum(sessions_viewed), 0) AS view_to_purchase_rate, "
      "sum(units) AS units, sum(revenue_usd) AS revenue_usd FROM vw_product_daily_performance "
-     "GROUP BY item_id ORDER BY revenue_usd DESC, item_id LIMIT 20"),
+     "GROUP BY item_id ORDER BY revenue_usd DESC, item_id"),
     ("Installment adoption by day",
      "SELECT * FROM vw_installment_adoption_daily ORDER BY order_date, platform"),
 ]
 
 
+#: Report columns in Mexican pesos (the producer's prices); the report names them <name>_mxn, as
+#: the US-dollar ones are <name>_usd, so no money figure leaves without its currency.
+MXN_COLUMNS = frozenset({
+    "revenue", "aov", "cart_value", "avg_abandoned_cart_value", "discount_value", "gross_revenue",
+    "net_revenue", "old_price", "new_price", "current_price", "attributed_revenue"})
+
+
+def report_column(name: str) -> str:
+    return f"{name}_mxn" if name in MXN_COLUMNS else name
+
+
 def run_report(con: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str], list[tuple]]]:
+    """Every REPORT section as (title, column names with their currency, rows)."""
     out = []
     for title, query in REPORT:
         cur = con.execute(query)
         rows = cur.fetchall()
-        out.append((title, [d[0] for d in cur.description], rows))
+        out.append((title, [report_column(d[0]) for d in cur.description], rows))
     return out
 
 
+def report_file_name(index: int, title: str) -> str:
+    """``03_aov_of_cart_abandoners_vs_the_rest``: the section's place and title, file-safe."""
+    return f"{index + 1:02d}_" + re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
+
+
 def _cell(value: Any) -> str:
+    """A terminal or markdown cell: thousands separators, 2 or 4 decimals."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -471,28 +489,57 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def format_report(sections: Sequence[tuple[str, list[str], list[tuple]]], fmt: str) -> str:
+def _plain(value: Any) -> Any:
+    """A CSV cell a program reads back: numbers as plain digits (full precision, no separators),
+    lists joined by ';', booleans true/false, empty for null."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return ";".join(map(str, value))
+    return str(value)
+
+
+def write_csv_report(sections: Sequence[tuple[str, list[str], list[tuple]]], folder: Path) -> list[Path]:
+    """One CSV file per section in ``folder`` (header row, then every row, plain numbers), each
+    written to a temp name and renamed. Returns the files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, (title, columns, rows) in enumerate(sections):
+        target = folder / f"{report_file_name(index, title)}.csv"
+        tmp = folder / f".{target.name}.tmp"
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            writer.writerows([_plain(v) for v in row] for row in rows)
+        os.replace(tmp, target)
+        written.append(target)
+    return written
+
+
+def format_report(sections: Sequence[tuple[str, list[str], list[tuple]]], fmt: str, limit: int | None = None) -> str:
+    """The report as one text: ``terminal`` or ``markdown`` tables (``limit`` rows each, then a
+    line saying how many more), or ``json`` (every row). CSV is write_csv_report's."""
     if fmt == "json":
         return json.dumps([{"title": t, "rows": [dict(zip(c, r)) for r in rows]} for t, c, rows in sections],
                           default=str, indent=1)
     parts = []
     for title, columns, rows in sections:
-        cells = [[_cell(v) for v in row] for row in rows]
-        if fmt == "csv":
-            buf = io.StringIO()
-            writer = csv.writer(buf)
-            writer.writerow(columns)
-            writer.writerows(cells)
-            parts.append(f"# {title}\n{buf.getvalue()}")
-        elif fmt == "markdown":
+        more = max(0, len(rows) - limit) if limit else 0
+        cells = [[_cell(v) for v in row] for row in (rows[:limit] if limit else rows)]
+        tail = [f"... {more:,} more row{'s' if more != 1 else ''} (--limit 0 shows all; csv and json have all)"] if more else []
+        if fmt == "markdown":
             lines = [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
             lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
-            parts.append("\n".join(lines) + ("\n\n_(no rows)_" if not rows else ""))
+            parts.append("\n".join(lines) + ("\n\n_(no rows)_" if not rows else "") + ("\n\n_" + tail[0] + "_" if tail else ""))
         else:
             widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
             line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
             body = ["  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(r, widths)) for r in cells]
-            parts.append("\n".join([f"== {title} ==", line, "-" * len(line)] + (body or ["(no rows)"])))
+            parts.append("\n".join([f"== {title} ==", line, "-" * len(line)] + (body or ["(no rows)"]) + tail))
     return "\n\n".join(parts) + "\n"
 
 

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
-from . import gold, silver, sql, wire
+from . import gold, silver, sql, warehouse, wire
 from .config import Config
 from .db import DatabaseBusy, connect, ensure_schema, transaction
 from .ingest import crash_point, fsync_dir
@@ -485,6 +485,7 @@ def process_files(cfg: Config, paths: Sequence[Path], reprocess: bool = False,
     """Load each file; one failing file does not stop the others (results never depend on order)."""
     run = RunResult()
     for path in paths:
+        warehouse.check_present(cfg)    # lost since files were loaded: stop, never start an empty one
         try:
             result = load_file(cfg, path, reprocess)
         except DatabaseBusy as exc:
