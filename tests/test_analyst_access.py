@@ -191,8 +191,9 @@ def test_every_comment_is_its_whole_sql_header_text(published):
             assert set(docs) == have, (name, have ^ set(docs))          # every column, nothing extra
             for column, doc in docs.items():
                 assert columns[(name, column)] == doc, (name, column)
-    cut = gold.views()[0]
-    assert "the targeting list: users whose latest abandoned" not in [cut.description]
+    targeting = next(v for v in gold.views() if v.name == "gold_segment_abandon_no_purchase_since_v")
+    assert targeting.description.startswith("the targeting list: users whose latest abandoned checkout session")
+    assert "strictly after its last begin_checkout. Grain: one row per user." in targeting.description
 
 
 @pytest.mark.parametrize("script", ["etl.py", "process_staging.py", "silver_transforms.py", "gold_transforms.py",
