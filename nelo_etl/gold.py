@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from dataclasses import dataclass
@@ -183,9 +184,14 @@ def _install(tmp: Path, target: Path, group: str | None) -> None:
         os.fsync(fh.fileno())
     if group is not None:
         try:
-            os.chown(tmp, -1, grp.getgrnam(group).gr_gid)
+            gid = grp.getgrnam(group).gr_gid
+            os.chown(tmp, -1, gid)
         except (KeyError, PermissionError) as exc:
             raise RuntimeError(f"cannot give {target.name} to group {group!r}: {exc}") from None
+        folder = target.parent.stat()
+        if not folder.st_mode & (stat.S_IXGRP if folder.st_gid == gid else stat.S_IXOTH):
+            log.warning("group %s cannot reach %s: its folder lets them not through (chgrp %s %s; chmod g+x)",
+                        group, target, group, target.parent)
     os.chmod(tmp, 0o440)            # read-only, for the owner and the analysts' group
     Path(str(target) + ".wal").unlink(missing_ok=True)
     os.replace(tmp, target)

@@ -7,6 +7,7 @@ import grp
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -302,3 +303,60 @@ def test_team_config_is_validated_and_a_dropped_team_loses_its_file(tmp_path, sa
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert not gold.team_path(cfg, "ops").exists() and gold.team_path(cfg, "finance").exists()
+
+
+def as_user(uid: int, gid: int, path: Path) -> str:
+    """Open ``path`` read-only in a forked child that has become ``uid``:``gid`` (no other
+    groups): the count of vw_coupon_impact, or 'denied'."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                                        # the child: never returns
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            try:
+                con = duckdb.connect(str(path), read_only=True)
+                answer = str(con.execute("SELECT count(*) FROM vw_coupon_impact").fetchall()[0][0])
+            except Exception as exc:  # noqa: BLE001 - reported to the parent
+                answer = "denied" if "ermission denied" in str(exc) else str(exc)[:300]
+            os.write(w, answer.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        answer = fh.read().decode()
+    os.waitpid(pid, 0)
+    return answer
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_an_analyst_account_in_the_group_reads_the_file_and_nothing_else(sample_lines):
+    """As the unprivileged user nobody (group nogroup): with analysts_group = nogroup the
+    analytics file opens read-only; the warehouse and another team's file stay out of reach."""
+    import pwd
+    import tempfile
+
+    from .test_staging import run_ps
+
+    nobody = pwd.getpwnam("nobody")
+    root = Path(tempfile.mkdtemp(prefix="nelo-group-"))
+    try:
+        root.chmod(0o711)
+        make_project(root)
+        warehouse_dir = root / "warehouse"
+        os.chown(warehouse_dir, -1, nobody.pw_gid)
+        warehouse_dir.chmod(0o710)                                      # the group may pass through
+        (root / "staging" / "processing_batch_20251017T000000_a.jsonl").write_text("\n".join(sample_lines) + "\n")
+        assert run_ps(root).returncode == 0
+        analytics = warehouse_dir / "analytics.duckdb"
+        assert as_user(nobody.pw_uid, nobody.pw_gid, analytics) == "denied"          # no group set yet
+        write_config(root, analysts_group=grp.getgrgid(nobody.pw_gid).gr_name)
+        (root / "staging" / "processing_batch_20251017T000100_b.jsonl").write_text(sample_lines[0] + "\n")
+        assert run_ps(root).returncode == 0
+        assert int(as_user(nobody.pw_uid, nobody.pw_gid, analytics)) > 0             # now it reads
+        assert as_user(nobody.pw_uid, nobody.pw_gid, warehouse_dir / "nelo.duckdb") == "denied"
+        assert as_user(nobody.pw_uid, nobody.pw_gid, warehouse_dir / "team_finance.duckdb") == "denied"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
