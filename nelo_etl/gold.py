@@ -254,11 +254,12 @@ def publish_teams(cfg: Config, con: duckdb.DuckDBPyConnection) -> list[str]:
         con.execute("ATTACH $path AS team_db (STORAGE_VERSION $version)",
                     {"path": str(tmp), "version": cfg.analytics_storage_version}).fetchall()
         try:
-            for name in team_cfg.views:
-                con.execute(f"CREATE TABLE team_db.{name} AS SELECT * FROM main.{name}").fetchall()
-                con.execute(f"COMMENT ON TABLE team_db.{name} IS {_quote(docs[name].description)}").fetchall()
-                for column, text in docs[name].columns.items():
-                    con.execute(f"COMMENT ON COLUMN team_db.{name}.{column} IS {_quote(text)}").fetchall()
+            with transaction(con):      # writes the team's file only; one commit for all its tables
+                for name in team_cfg.views:
+                    con.execute(f"CREATE TABLE team_db.{name} AS SELECT * FROM main.{name}").fetchall()
+                    con.execute(f"COMMENT ON TABLE team_db.{name} IS {_quote(docs[name].description)}").fetchall()
+                    for column, text in docs[name].columns.items():
+                        con.execute(f"COMMENT ON COLUMN team_db.{name}.{column} IS {_quote(text)}").fetchall()
             con.execute("CHECKPOINT team_db").fetchall()
         finally:
             con.execute("DETACH team_db").fetchall()
