@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# A DuckDB 1.x beside it, only for the test that opens the published files as analysts' tools do
+DUCK1  := .venv-duckdb1
+DUCK1_STAMP := $(DUCK1)/.installed
 
 .PHONY: demo test bench browser dashboard clean help
 
@@ -19,10 +22,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
+$(DUCK1_STAMP): requirements-duckdb1.txt
+	$(PYTHON) -m venv $(DUCK1)
+	$(DUCK1)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-duckdb1.txt
+	touch $(DUCK1_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m nelo_etl.demo
 
-test: $(STAMP)
+test: $(STAMP) $(DUCK1_STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
@@ -41,4 +49,4 @@ dashboard: $(STAMP)
 	$(PY) gold_transforms.py --config .demo/config.json --report --format html --out .demo/site
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache
+	rm -rf $(VENV) $(DUCK1) .demo .pytest_cache

@@ -44,7 +44,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = cli.make_parser("etl.py", __doc__.strip().splitlines()[0], [
+    parser = cli.make_parser("etl.py", __doc__, [
         "SQS_QUEUE_URL=https://sqs.us-east-1.amazonaws.com/123/q ./etl.py",
         "./etl.py --config /etc/nelo/config.json --json",
         "./etl.py --no-process      # only ingest into staging/ and archive/",

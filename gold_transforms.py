@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Refresh the Gold views and publish the analysts' read-only file; or print the business report,
-or write it as a self-contained HTML dashboard.
+"""Refresh the Gold views and publish the analysts' read-only files (analytics.duckdb and one
+file per team); or print the business report, or write it as a self-contained HTML dashboard.
 
 After every committed batch this runs by itself (process_staging.py and etl.py call it).
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from nelo_etl import cli, dashboard, gold
+from nelo_etl import cli, dashboard, gold, warehouse
 from nelo_etl.config import Config
 from nelo_etl.db import connect, ensure_schema
 
@@ -22,10 +22,18 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         for view in gold.views():
             print(f"sql/gold/{view.name}.sql  ->  view {view.name} ({len(view.columns)} documented columns)")
         print(f"would publish {gold.analytics_path(cfg)}")
+        for team in sorted(cfg.teams):
+            print(f"would publish {gold.team_path(cfg, team)} ({len(cfg.teams[team].views)} views)")
         return cli.EXIT_OK
     if args.report and args.format == "html" and not args.out:
         build_parser().error("--format html writes DIR/index.html: give --out DIR")      # exit 2
     if args.report:
+        if args.format == "csv" and not args.out:
+            print("usage error: --format csv writes one file per table: give --out DIR", file=sys.stderr)
+            return cli.EXIT_CONFIG
+        if args.limit < 0:
+            print("usage error: --limit must be 0 (all rows) or more", file=sys.stderr)
+            return cli.EXIT_CONFIG
         source = gold.analytics_path(cfg)
         if not source.exists():
             raise cli.Failure(f"no analytics file at {source} yet: load a batch first (process_staging.py)")
@@ -38,7 +46,11 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             sections = gold.run_report(con)
         finally:
             con.close()
-        text = gold.format_report(sections, args.format)
+        if args.format == "csv":
+            files = gold.write_csv_report(sections, Path(args.out))
+            print(f"report written to {args.out}: {len(files)} CSV files, one per table")
+            return cli.EXIT_OK
+        text = gold.format_report(sections, args.format, args.limit or None)
         if args.out:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
@@ -48,6 +60,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         else:
             sys.stdout.write(text)
         return cli.EXIT_OK
+    warehouse.check_present(cfg)
     con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
     try:
         ensure_schema(con)
@@ -55,21 +68,26 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     finally:
         con.close()
     print(f"gold: {len(gold.views())} views refreshed in {timings['gold_views_s']:.2f} s; "
-          f"{gold.analytics_path(cfg)} published in {timings['publish_s']:.2f} s")
+          f"{gold.analytics_path(cfg)} and {len(cfg.teams)} team file(s) published in {timings['publish_s']:.2f} s")
     return cli.EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = cli.make_parser("gold_transforms.py", __doc__.strip().splitlines()[0], [
-        "./gold_transforms.py                      # refresh views, publish warehouse/analytics.duckdb",
-        "./gold_transforms.py --report             # every business answer, as terminal tables",
+    parser = cli.make_parser("gold_transforms.py", __doc__, [
+        "./gold_transforms.py                      # refresh views, publish warehouse/analytics.duckdb and team files",
+        "./gold_transforms.py --report             # every business answer, as terminal tables (20 rows each)",
+        "./gold_transforms.py --report --limit 0   # every row",
+        "./gold_transforms.py --report --format csv --out reports/   # one CSV per table, plain numbers",
         "./gold_transforms.py --report --format markdown --out reports/",
         "./gold_transforms.py --report --format html --out dashboard/   # dashboard/index.html, no network needed",
     ])
     parser.add_argument("--report", action="store_true", help="print the answer to every business question")
     parser.add_argument("--format", choices=["terminal", "markdown", "csv", "json", "html"], default="terminal",
-                        help="html: the dashboard, DIR/index.html (needs --out)")
+                        help="terminal or markdown tables, json, csv (one file per table; needs --out), "
+                             "or html: the dashboard, DIR/index.html (needs --out)")
     parser.add_argument("--out", metavar="DIR", help="write the report into DIR instead of stdout")
+    parser.add_argument("--limit", type=int, default=20, metavar="N",
+                        help="terminal and markdown: rows shown per table, then 'n more rows' (0: all; default 20)")
     return parser
 
 

@@ -45,7 +45,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = cli.make_parser("process_staging.py", __doc__.strip().splitlines()[0], [
+    parser = cli.make_parser("process_staging.py", __doc__, [
         "./process_staging.py",
         "./process_staging.py --config /etc/nelo/config.json",
         "./process_staging.py --reprocess archive/processing_batch_20251017T155740_ab12cd34.jsonl",

@@ -36,7 +36,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = cli.make_parser("silver_transforms.py", __doc__.strip().splitlines()[0], [
+    parser = cli.make_parser("silver_transforms.py", __doc__, [
         "./silver_transforms.py --dry-run      # the SQL files in run order",
         "./silver_transforms.py --rebuild      # every Silver table from stg_events, one transaction",
     ])

@@ -16,6 +16,7 @@ import logging
 import logging.handlers
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -34,7 +35,9 @@ class Failure(Exception):
 
 
 def make_parser(prog: str, description: str, examples: Sequence[str]) -> argparse.ArgumentParser:
-    """An argparse parser with ``--config`` and ``--dry-run`` and examples in ``--help``."""
+    """An argparse parser with ``--config`` and ``--dry-run`` and examples in ``--help``.
+    ``description`` may be a whole docstring: its first paragraph, whole, is the description."""
+    description = textwrap.fill(" ".join(description.strip().split("\n\n")[0].split()), width=100)
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n" + "\n".join(f"  {e}" for e in examples)

@@ -7,13 +7,14 @@ scripts report as one line and exit code 2 before anything is touched.
 """
 from __future__ import annotations
 
+import grp
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config.json"
@@ -34,6 +35,51 @@ class QueueSettings(BaseModel):
         300, ge=0, description="how long a received message stays hidden from other consumers")
     max_messages_per_run: int = Field(50_000, ge=1, description="stop polling after this many messages")
     max_seconds_per_run: float = Field(600.0, gt=0, description="stop polling after this many seconds")
+
+
+#: Gold views by team (README: "Each team sees its own answers"); the names are sql/gold/ files.
+DEFAULT_TEAMS: dict[str, dict[str, Any]] = {
+    "growth": {"group": None, "views": [
+        "vw_platform_daily_performance_sessions", "vw_product_daily_performance", "vw_growth_engagement_daily",
+        "vw_list_daily_performance_sessions", "vw_campaign_performance_daily", "vw_experiment_performance",
+        "gold_segment_bounce_v", "gold_segment_checkout_abandon_v", "gold_segment_high_value_abandon_v",
+        "gold_segment_abandon_no_purchase_since_v", "gold_segment_abandon_then_bought_different_v"]},
+    "finance": {"group": None, "views": [
+        "vw_daily_purchase_discounts", "vw_product_campaign_discounts", "vw_installment_adoption_daily",
+        "vw_gold_product_campaign_price_change_events", "vw_gold_product_campaign_current_status",
+        "vw_coupon_impact", "vw_abandoned_cart_aov"]},
+}
+
+
+def _existing_group(name: Optional[str]) -> Optional[str]:
+    """A Unix group that exists on this machine (checked at start, so a typo is exit 2)."""
+    if name is not None:
+        try:
+            grp.getgrnam(name)
+        except KeyError:
+            raise ValueError(f"no such group {name!r} on this machine") from None
+    return name
+
+
+class TeamSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    group: Optional[str] = Field(None, description="Unix group that may read the team's file (null: the job's group)")
+    views: list[str] = Field(min_length=1, description="Gold views the team's file holds, as tables")
+
+    @field_validator("group")
+    @classmethod
+    def _group_exists(cls, value: Optional[str]) -> Optional[str]:
+        return _existing_group(value)
+
+    @field_validator("views")
+    @classmethod
+    def _views_exist(cls, value: list[str]) -> list[str]:
+        known = {p.stem for p in (ROOT / "sql" / "gold").glob("*.sql")}
+        unknown = [v for v in value if v not in known]
+        if unknown:
+            raise ValueError(f"not a Gold view: {unknown[0]!r}")
+        return value
 
 
 class Settings(BaseModel):
@@ -69,6 +115,27 @@ class Settings(BaseModel):
     experiment_pattern: str = Field("NELO_XP_", min_length=1, description="discount codes containing this are experiment arms")
     report_dir: Optional[str] = Field(
         None, description="if set, the HTML dashboard (index.html) is rebuilt there, atomically, after every committed run (created if missing); null: off")
+    analytics_storage_version: str = Field(
+        "v1.0.0", pattern=r"^v\d+\.\d+\.\d+$",
+        description="DuckDB storage format of the published files (v1.0.0: every DuckDB 1.x and 2.x client reads them)")
+    analysts_group: Optional[str] = Field(
+        None, description="Unix group that may read analytics.duckdb (mode 0440; null: the job's group)")
+    teams: dict[str, TeamSettings] = Field(
+        default_factory=lambda: {k: TeamSettings(**v) for k, v in DEFAULT_TEAMS.items()},
+        description="per team, the Gold views of its own read-only file warehouse/team_<name>.duckdb, and its group")
+
+    @field_validator("analysts_group")
+    @classmethod
+    def _analysts_group_exists(cls, value: Optional[str]) -> Optional[str]:
+        return _existing_group(value)
+
+    @field_validator("teams")
+    @classmethod
+    def _team_names(cls, value: dict[str, TeamSettings]) -> dict[str, TeamSettings]:
+        for name in value:
+            if not (name.isascii() and name.replace("_", "").isalnum() and name[:1].isalpha() and name.islower()):
+                raise ValueError(f"team name {name!r}: use lower-case letters, digits and _ (it names a file)")
+        return value
 
 
 #: Settings that name folders which must already exist (the data folders are part of the layout).
@@ -175,7 +242,8 @@ def settings_table() -> list[tuple[str, str, str, str]]:
                 type_name = " or ".join(json.dumps(a) for a in annotation.__args__)
             if str(annotation).startswith("typing.Optional"):
                 type_name = str(annotation).replace("typing.Optional[", "").rstrip("]") + " or null"
-            rows.append((prefix + name, type_name, json.dumps(default), info.description or ""))
+            shown = json.dumps(default, default=lambda m: m.model_dump())     # teams hold models
+            rows.append((prefix + name, type_name, shown, info.description or ""))
 
     walk(Settings, "")
     return rows

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         table(con, "Dead letters by reason (dead_letter_messages):",
               "SELECT reason, count(*) AS messages FROM dead_letter_messages GROUP BY ALL ORDER BY 2 DESC, 1")
         print("\n$ ./gold_transforms.py --report   (the answers to the business questions)\n")
-        print(gold.format_report(gold.run_report(con), "terminal"))
+        print(gold.format_report(gold.run_report(con), "terminal", limit=20))
     finally:
         con.close()
     print(f"\nthe dashboard (rebuilt after every committed tick): open {DEMO / 'site' / 'index.html'}")

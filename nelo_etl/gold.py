@@ -12,13 +12,16 @@ reconnect; the writer never waits for them.
 from __future__ import annotations
 
 import csv
+import grp
 import io
 import json
 import logging
 import os
 import re
 import shutil
+import stat
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,6 +39,8 @@ GOLD_DIR = sql.SQL_DIR / "gold"
 ANALYTICS_NAME = "analytics.duckdb"
 #: The job's private, incrementally kept copy the analytics file is copied from.
 BASE_NAME = ".analytics_base.duckdb"
+#: Each team's file is warehouse/team_<name>.duckdb.
+TEAM_PREFIX = "team_"
 #: What analysts get besides Silver: the ledger (freshness) and dead letters (without raw bodies).
 EXTRA_TABLES = {"etl_batches": "SELECT * FROM etl_batches",
                 "dead_letter_messages": "SELECT * EXCLUDE (raw_body) FROM dead_letter_messages"}
@@ -49,27 +54,51 @@ class View:
     columns: dict[str, str]
 
 
+def parse_header(text: str) -> tuple[str, dict[str, str]]:
+    """A SQL file's opening comment block: (description, {column: description}).
+
+    The description is every header line before ``-- columns:`` joined into one text (the
+    ``<name>:`` the first line opens with dropped); each ``--   column: text`` line of the block
+    describes a column, and a more deeply indented line continues the column above it."""
+    header = []
+    for line in text.splitlines():
+        if not line.startswith("--"):
+            break
+        header.append(line[2:])
+    described: list[str] = []
+    columns: dict[str, str] = {}
+    in_columns, last = False, None
+    for line in header:
+        if line.strip() == "columns:":
+            in_columns = True
+            continue
+        if not in_columns:
+            described.append(line.strip())
+            continue
+        m = re.match(r"^\s{1,3}(\w+):\s*(.+)$", line)
+        if m:
+            last = m.group(1)
+            columns[last] = m.group(2).strip()
+        elif last and line.strip():
+            columns[last] += " " + line.strip()
+    description = " ".join(d for d in described if d)
+    description = re.sub(r"^\w+:\s*", "", description, count=1)      # "vw_x: what it is" -> "what it is"
+    return description, columns
+
+
 def views() -> list[View]:
-    """Every sql/gold/*.sql with its header: the first line describes the view, the
-    ``-- columns:`` block each column."""
+    """Every sql/gold/*.sql with its header (see parse_header)."""
     out = []
     for path in sorted(GOLD_DIR.glob("*.sql")):
         text = sql.read_sql(path)
-        header = [l[2:].strip() for l in text.splitlines() if l.startswith("--")]
-        description = header[0].split(":", 1)[1].strip() if header else path.stem
-        columns: dict[str, str] = {}
-        in_columns = False
-        for line in text.splitlines():
-            if line.strip() == "-- columns:":
-                in_columns = True
-                continue
-            if in_columns:
-                m = re.match(r"^--\s+(\w+):\s*(.+)$", line)
-                if not m:
-                    break
-                columns[m.group(1)] = m.group(2).strip()
-        out.append(View(path.stem, text, description, columns))
+        description, columns = parse_header(text)
+        out.append(View(path.stem, text, description or path.stem, columns))
     return out
+
+
+def silver_docs() -> dict[str, tuple[str, dict[str, str]]]:
+    """Each Silver table's (description, {column: description}) from its sql/silver/ header."""
+    return {m.name: parse_header(sql.read_sql(m.path)) for m in silver.MODELS}
 
 
 def _quote(text: str) -> str:
@@ -78,17 +107,44 @@ def _quote(text: str) -> str:
 
 
 def create_views(con: duckdb.DuckDBPyConnection) -> int:
-    """CREATE OR REPLACE every Gold view and COMMENT ON it and its columns (idempotent)."""
-    for view in views():
-        con.execute(f"CREATE OR REPLACE VIEW {view.name} AS {sql.strip_comments(view.select)}").fetchall()
-        con.execute(f"COMMENT ON VIEW {view.name} IS {_quote(view.description)}").fetchall()
-        for column, text in view.columns.items():
-            con.execute(f"COMMENT ON COLUMN {view.name}.{column} IS {_quote(text)}").fetchall()
+    """CREATE OR REPLACE every Gold view and COMMENT ON it and its columns (idempotent); and
+    COMMENT ON every Silver table and column that exists. One transaction: some 400 catalog
+    changes commit once, not one by one (8 times faster)."""
+    with transaction(con):
+        for view in views():
+            con.execute(f"CREATE OR REPLACE VIEW {view.name} AS {sql.strip_comments(view.select)}").fetchall()
+            con.execute(f"COMMENT ON VIEW {view.name} IS {_quote(view.description)}").fetchall()
+            for column, text in view.columns.items():
+                con.execute(f"COMMENT ON COLUMN {view.name}.{column} IS {_quote(text)}").fetchall()
+        comment_silver(con)
     return len(views())
+
+
+def comment_silver(con: duckdb.DuckDBPyConnection, database: str | None = None) -> None:
+    """COMMENT ON each Silver table (of ``database``, default the current one) and its columns,
+    from the sql/silver/ headers. Tables not created yet are left alone."""
+    where = database or con.execute("SELECT current_database()").fetchall()[0][0]
+    have = {(t, c) for t, c in con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = $d AND schema_name = 'main'",
+        {"d": where}).fetchall()}
+    tables = {t for t, _ in have}
+    prefix = f"{database}." if database else ""
+    for name, (description, columns) in silver_docs().items():
+        if name not in tables:
+            continue
+        con.execute(f"COMMENT ON TABLE {prefix}{name} IS {_quote(description)}").fetchall()
+        for column, text in columns.items():
+            if (name, column) in have:
+                con.execute(f"COMMENT ON COLUMN {prefix}{name}.{column} IS {_quote(text)}").fetchall()
 
 
 def analytics_path(cfg: Config) -> Path:
     return Path(cfg.database_path).with_name(ANALYTICS_NAME)
+
+
+def team_path(cfg: Config, team: str) -> Path:
+    """The read-only file of one team's views (config ``teams``)."""
+    return Path(cfg.database_path).with_name(f"{TEAM_PREFIX}{team}.duckdb")
 
 
 def base_path(cfg: Config) -> Path:
@@ -97,20 +153,74 @@ def base_path(cfg: Config) -> Path:
     return Path(cfg.database_path).with_name(BASE_NAME)
 
 
+#: Temp files of a publication: .analytics.duckdb.<pid>.tmp, .team_<name>.duckdb.<pid>.tmp (+ .wal).
+_TMP_RE = re.compile(r"^\.(?:analytics|team_\w+)\.duckdb\.\d+\.tmp(?:\.wal)?$")
+
+
+def clean_leftovers(cfg: Config) -> list[str]:
+    """Remove what killed publications left: their temp files (full-size copies, forever
+    otherwise) and a WAL beside a published file (DuckDB would replay it into the next file and
+    refuse to open it). Only one process publishes at a time (it holds the warehouse read-write),
+    so every temp file found here is stale. Returns the names removed."""
+    folder = Path(cfg.database_path).parent
+    removed = []
+    for path in folder.iterdir():
+        if _TMP_RE.match(path.name) or (path.name.endswith(".duckdb.wal") and path.name[:-4] in _published_names(cfg)):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    if removed:
+        log.warning("removed leftovers of killed publications: %s", ", ".join(sorted(removed)))
+    return removed
+
+
+def _published_names(cfg: Config) -> set[str]:
+    return {ANALYTICS_NAME} | {team_path(cfg, t).name for t in cfg.teams}
+
+
+def _install(tmp: Path, target: Path, group: str | None) -> None:
+    """Make a finished temp file the published one: fsync, read-only for its owner and group
+    (``group`` if set), no stale WAL beside the target, atomic rename, fsync the folder."""
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+            os.chown(tmp, -1, gid)
+        except (KeyError, PermissionError) as exc:
+            raise RuntimeError(f"cannot give {target.name} to group {group!r}: {exc}") from None
+        folder = target.parent.stat()
+        if not folder.st_mode & (stat.S_IXGRP if folder.st_gid == gid else stat.S_IXOTH):
+            log.warning("group %s cannot reach %s: its folder lets them not through (chgrp %s %s; chmod g+x)",
+                        group, target, group, target.parent)
+    os.chmod(tmp, 0o440)            # read-only, for the owner and the analysts' group
+    Path(str(target) + ".wal").unlink(missing_ok=True)
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def _tmp_for(target: Path) -> Path:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    for leftover in (tmp, Path(str(tmp) + ".wal")):
+        leftover.unlink(missing_ok=True)
+    return tmp
+
+
 def publish(cfg: Config, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Bring the base copy of Silver up to date, then publish a copy of it with the ledger, the
-    dead letters and the views as the analytics file (temp file, atomic rename).
+    dead letters and the views as the analytics file (temp file, atomic rename); then each
+    team's file.
 
     The base copy takes only the rows the loads since the last publication rewrote (the keys
     ``publish_journal`` names), so its cost follows the batch, not the warehouse; a missing,
-    unreadable or differently shaped base, or a ``--rebuild``, copies everything once. What still
-    grows with the warehouse is the final file copy, at disk speed."""
+    unreadable or differently shaped base, one made from another warehouse or another state of
+    this one (``warehouse_meta``), or a ``--rebuild``, copies everything once. What still grows
+    with the warehouse is the final file copy, at disk speed. Every file is written in the
+    storage format ``analytics_storage_version`` so DuckDB 1.x clients can open it."""
+    clean_leftovers(cfg)
     target = analytics_path(cfg)
     base = base_path(cfg)
-    stats = update_base(con, base)
-    tmp = target.with_name(f".{ANALYTICS_NAME}.{os.getpid()}.tmp")
-    for leftover in (tmp, Path(str(tmp) + ".wal")):
-        leftover.unlink(missing_ok=True)
+    stats = update_base(con, base, cfg.analytics_storage_version)
+    tmp = _tmp_for(target)
     shutil.copyfile(base, tmp)
     if Path(str(base) + ".wal").exists():         # normally checkpointed away; copied if not
         shutil.copyfile(Path(str(base) + ".wal"), Path(str(tmp) + ".wal"))
@@ -127,28 +237,53 @@ def publish(cfg: Config, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         pub.execute("CHECKPOINT").fetchall()
     finally:
         pub.close()
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o440)            # read-only, for the owner and the analysts' group
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
+    _install(tmp, target, cfg.analysts_group)
+    stats["teams"] = publish_teams(cfg, con)
     return stats
 
 
-def update_base(con: duckdb.DuckDBPyConnection, base: Path) -> dict[str, Any]:
+def publish_teams(cfg: Config, con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Each team's own file: only its Gold views, materialised as tables (so nothing beneath
+    them, no Silver row and no user-level detail a view does not show, is in the file), with
+    the views' documentation. Needs the Gold views in ``con``'s database. A file of a team no
+    longer configured is removed. Returns the teams published."""
+    docs = {v.name: v for v in views()}
+    for team, team_cfg in sorted(cfg.teams.items()):
+        target = team_path(cfg, team)
+        tmp = _tmp_for(target)
+        con.execute("ATTACH $path AS team_db (STORAGE_VERSION $version)",
+                    {"path": str(tmp), "version": cfg.analytics_storage_version}).fetchall()
+        try:
+            with transaction(con):      # writes the team's file only; one commit for all its tables
+                for name in team_cfg.views:
+                    con.execute(f"CREATE TABLE team_db.{name} AS SELECT * FROM main.{name}").fetchall()
+                    con.execute(f"COMMENT ON TABLE team_db.{name} IS {_quote(docs[name].description)}").fetchall()
+                    for column, text in docs[name].columns.items():
+                        con.execute(f"COMMENT ON COLUMN team_db.{name}.{column} IS {_quote(text)}").fetchall()
+            con.execute("CHECKPOINT team_db").fetchall()
+        finally:
+            con.execute("DETACH team_db").fetchall()
+        _install(tmp, target, team_cfg.group)
+    folder = Path(cfg.database_path).parent
+    for path in folder.glob(f"{TEAM_PREFIX}*.duckdb"):
+        if path.name not in _published_names(cfg):
+            log.warning("removing %s: its team is no longer in the config", path.name)
+            path.unlink(missing_ok=True)
+    return sorted(cfg.teams)
+
+
+def update_base(con: duckdb.DuckDBPyConnection, base: Path, storage_version: str = "v1.0.0") -> dict[str, Any]:
     """Apply the journal to the base copy (one transaction on the base file), then trim the
-    journal. Returns {"publish_mode": "full" | "incremental", "publish_keys": keys applied}."""
+    journal and note the publication in ``warehouse_meta`` (one transaction on the warehouse).
+    Returns {"publish_mode": "full" | "incremental", "publish_keys": keys applied}."""
     tables = [m.name for m in silver.MODELS]
+    sql.run_script(con, sql.SQL_DIR / "ddl" / "warehouse_meta.sql")      # a warehouse made before it
+    warehouse_id, token = con.execute("SELECT warehouse_id, publication_token FROM warehouse_meta").fetchall()[0]
     upto = con.execute("SELECT coalesce(max(journal_id), 0) FROM publish_journal").fetchall()[0][0]
+    _attach_base(con, base, storage_version)
+    new_token = uuid.uuid4().hex
     try:
-        con.execute("ATTACH $path AS pub_base", {"path": str(base)}).fetchall()
-    except duckdb.Error:
-        log.warning("the publication base %s is unreadable; rebuilding it", base)
-        for leftover in (base, Path(str(base) + ".wal")):
-            leftover.unlink(missing_ok=True)
-        con.execute("ATTACH $path AS pub_base", {"path": str(base)}).fetchall()
-    try:
-        done = _base_state(con, tables)
+        done = _base_state(con, tables, warehouse_id, token)
         pending = [] if done is None else con.execute(
             "SELECT table_name, max(key_json = '*') AS whole, count(*) FROM publish_journal "
             "WHERE journal_id > $done AND journal_id <= $upto GROUP BY table_name",
@@ -158,33 +293,62 @@ def update_base(con: duckdb.DuckDBPyConnection, base: Path) -> dict[str, Any]:
             if full:
                 for name in tables:
                     con.execute(f"CREATE OR REPLACE TABLE pub_base.{name} AS SELECT * FROM main.{name}").fetchall()
-                con.execute("CREATE OR REPLACE TABLE pub_base._publish_state (journal_id BIGINT, tables VARCHAR)").fetchall()
-                con.execute("INSERT INTO pub_base._publish_state VALUES (0, $t)", {"t": ",".join(tables)}).fetchall()
+                con.execute("CREATE OR REPLACE TABLE pub_base._publish_state (journal_id BIGINT, tables VARCHAR, "
+                            "warehouse_id VARCHAR, publication_token VARCHAR)").fetchall()
+                con.execute("INSERT INTO pub_base._publish_state VALUES (0, $t, $w, NULL)",
+                            {"t": ",".join(tables), "w": warehouse_id}).fetchall()
             for name, whole, _count in pending:
                 if whole:
                     con.execute(f"DELETE FROM pub_base.{name}").fetchall()
                     con.execute(f"INSERT INTO pub_base.{name} SELECT * FROM main.{name}").fetchall()
                 else:
                     _apply_keys(con, name, done, upto)
-            con.execute("UPDATE pub_base._publish_state SET journal_id = $upto", {"upto": upto}).fetchall()
+            con.execute("UPDATE pub_base._publish_state SET journal_id = $upto, publication_token = $token",
+                        {"upto": upto, "token": new_token}).fetchall()
         con.execute("CHECKPOINT pub_base").fetchall()     # the file copy below must hold everything
     finally:
         con.execute("DETACH pub_base").fetchall()
-    # the base holds everything up to `upto` now; a crash before this delete only leaves rows
-    # the next publication skips (they are at or below the base's journal_id)
-    con.execute("DELETE FROM publish_journal WHERE journal_id <= $upto", {"upto": upto}).fetchall()
+    # The base holds everything up to `upto` now and names the new token. A crash before this
+    # commit leaves the warehouse on the old token, so the next publication copies everything:
+    # never a row twice or missed.
+    with transaction(con):
+        con.execute("DELETE FROM publish_journal WHERE journal_id <= $upto", {"upto": upto}).fetchall()
+        con.execute("UPDATE warehouse_meta SET publication_token = $token, "
+                    "publication_generation = publication_generation + 1", {"token": new_token}).fetchall()
     return {"publish_mode": "full" if full else "incremental",
             "publish_keys": sum(c for _, _, c in pending)}
 
 
-def _base_state(con: duckdb.DuckDBPyConnection, tables: list[str]) -> int | None:
-    """The journal id the base copy is complete up to; None when it must be built whole (new,
-    from another version of the Silver models, or columns that no longer match)."""
+def _attach_base(con: duckdb.DuckDBPyConnection, base: Path, storage_version: str) -> None:
+    """ATTACH the base copy as ``pub_base`` in ``storage_version``; an unreadable base, or one in
+    another storage format (DuckDB cannot lower a file's version), is deleted and made anew."""
     try:
-        (state,) = con.execute("SELECT journal_id, tables FROM pub_base._publish_state").fetchall()
+        con.execute("ATTACH $path AS pub_base (STORAGE_VERSION $version)",
+                    {"path": str(base), "version": storage_version}).fetchall()
+        tags = con.execute("SELECT tags FROM duckdb_databases() WHERE database_name = 'pub_base'").fetchall()[0][0]
+        if dict(tags).get("storage_version", "").rstrip("+") != storage_version:
+            con.execute("DETACH pub_base").fetchall()
+            raise ValueError(f"storage version {dict(tags).get('storage_version')}, not {storage_version}")
+    except (duckdb.Error, ValueError) as exc:
+        log.warning("the publication base %s is unusable (%s); rebuilding it", base, str(exc).splitlines()[0])
+        for leftover in (base, Path(str(base) + ".wal")):
+            leftover.unlink(missing_ok=True)
+        con.execute("ATTACH $path AS pub_base (STORAGE_VERSION $version)",
+                    {"path": str(base), "version": storage_version}).fetchall()
+
+
+def _base_state(con: duckdb.DuckDBPyConnection, tables: list[str], warehouse_id: str,
+                token: str | None) -> int | None:
+    """The journal id the base copy is complete up to; None when it must be built whole: new,
+    from another version of the Silver models, columns that no longer match, or made from
+    another warehouse or another state of this one (a restored backup, a crash between the
+    base's commit and the warehouse's: the token differs)."""
+    try:
+        (state,) = con.execute("SELECT journal_id, tables, warehouse_id, publication_token "
+                               "FROM pub_base._publish_state").fetchall()
     except (duckdb.Error, ValueError):
         return None
-    if state[1] != ",".join(tables):
+    if state[1] != ",".join(tables) or state[2] != warehouse_id or token is None or state[3] != token:
         return None
     shapes = con.execute(
         "SELECT database_name = 'pub_base', table_name, list(column_name || ' ' || data_type ORDER BY column_index) "
@@ -272,9 +436,9 @@ REPORT: list[tuple[str, str]] = [
      "FROM vw_platform_daily_performance_sessions ORDER BY session_date, platform"),
     ("AOV of cart abandoners vs the rest",
      "SELECT * FROM vw_abandoned_cart_aov ORDER BY platform, cohort"),
-    ("Targeting list: checkout drop-offs with no purchase since (top 20 by cart value)",
+    ("Targeting list: checkout drop-offs with no purchase since (by cart value)",
      "SELECT user_id, platform, last_abandon_ts, cart_value_usd, cart_products "
-     "FROM gold_segment_abandon_no_purchase_since_v ORDER BY cart_value_usd DESC NULLS LAST, user_id LIMIT 20"),
+     "FROM gold_segment_abandon_no_purchase_since_v ORDER BY cart_value_usd DESC NULLS LAST, user_id"),
     ("Segments: sizes",
      "SELECT 'bounce' AS segment, count(*) AS sessions FROM gold_segment_bounce_v UNION ALL "
      "SELECT 'checkout_abandon', count(*) FROM gold_segment_checkout_abandon_v UNION ALL "
@@ -292,10 +456,10 @@ REPORT: list[tuple[str, str]] = [
      "sum(sessions_with_purchase) / sum(sessions_exposed) AS session_conversion_rate, sum(orders) AS orders, "
      "sum(revenue_usd) AS revenue_usd, sum(discount_value) AS discount_value "
      "FROM vw_campaign_performance_daily GROUP BY ALL ORDER BY campaign_id, platform"),
-    ("Growth engagement by campaign and list (top 20 by exposure)",
+    ("Growth engagement by campaign and list (by exposure)",
      "SELECT campaign_id, item_list_id, platform, sum(sessions_exposed) AS sessions_exposed, "
      "sum(sessions_with_click) AS sessions_with_click, sum(attributed_revenue_usd) AS attributed_revenue_usd "
-     "FROM vw_growth_engagement_daily GROUP BY ALL ORDER BY sessions_exposed DESC, campaign_id, item_list_id LIMIT 20"),
+     "FROM vw_growth_engagement_daily GROUP BY ALL ORDER BY sessions_exposed DESC, campaign_id, item_list_id"),
     ("Experiments vs AOV",
      "SELECT * FROM vw_experiment_performance ORDER BY experiment_id, variant, platform"),
     ("Coupons vs AOV",
@@ -303,33 +467,51 @@ REPORT: list[tuple[str, str]] = [
     ("Price changes during current campaigns",
      "SELECT campaign_id, item_id, change_ts, old_price, new_price, delta_pct FROM "
      "vw_gold_product_campaign_price_change_events WHERE is_current_campaign ORDER BY campaign_id, item_id, change_ts"),
-    ("Current campaigns: product status on the as-of date (top 20)",
+    ("Current campaigns: product status on the as-of date",
      "SELECT * FROM vw_gold_product_campaign_current_status "
-     "ORDER BY has_discount_on_as_of_date DESC, max_discount_rate_on_as_of_date DESC NULLS LAST, campaign_id, item_id LIMIT 20"),
+     "ORDER BY has_discount_on_as_of_date DESC, max_discount_rate_on_as_of_date DESC NULLS LAST, campaign_id, item_id"),
     ("Discounts by day",
      "SELECT * FROM vw_daily_purchase_discounts ORDER BY order_date, platform"),
-    ("Discounts by product and campaign (top 20 by discount)",
-     "SELECT * FROM vw_product_campaign_discounts ORDER BY discount_value DESC, item_id, campaign_id LIMIT 20"),
-    ("Products: views to purchases (top 20 by revenue)",
+    ("Discounts by product and campaign (by discount)",
+     "SELECT * FROM vw_product_campaign_discounts ORDER BY discount_value DESC, item_id, campaign_id"),
+    ("Products: views to purchases (by revenue)",
      "SELECT item_id, sum(views) AS views, sum(sessions_viewed) AS sessions_viewed, "
      "sum(sessions_viewed_and_purchased) / nullif(sum(sessions_viewed), 0) AS view_to_purchase_rate, "
      "sum(units) AS units, sum(revenue_usd) AS revenue_usd FROM vw_product_daily_performance "
-     "GROUP BY item_id ORDER BY revenue_usd DESC, item_id LIMIT 20"),
+     "GROUP BY item_id ORDER BY revenue_usd DESC, item_id"),
     ("Installment adoption by day",
      "SELECT * FROM vw_installment_adoption_daily ORDER BY order_date, platform"),
 ]
 
 
+#: Report columns in Mexican pesos (the producer's prices); the report names them <name>_mxn, as
+#: the US-dollar ones are <name>_usd, so no money figure leaves without its currency.
+MXN_COLUMNS = frozenset({
+    "revenue", "aov", "cart_value", "avg_abandoned_cart_value", "discount_value", "gross_revenue",
+    "net_revenue", "old_price", "new_price", "current_price", "attributed_revenue"})
+
+
+def report_column(name: str) -> str:
+    return f"{name}_mxn" if name in MXN_COLUMNS else name
+
+
 def run_report(con: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str], list[tuple]]]:
+    """Every REPORT section as (title, column names with their currency, rows)."""
     out = []
     for title, query in REPORT:
         cur = con.execute(query)
         rows = cur.fetchall()
-        out.append((title, [d[0] for d in cur.description], rows))
+        out.append((title, [report_column(d[0]) for d in cur.description], rows))
     return out
 
 
+def report_file_name(index: int, title: str) -> str:
+    """``03_aov_of_cart_abandoners_vs_the_rest``: the section's place and title, file-safe."""
+    return f"{index + 1:02d}_" + re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
+
+
 def _cell(value: Any) -> str:
+    """A terminal or markdown cell: thousands separators, 2 or 4 decimals."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -339,28 +521,57 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def format_report(sections: Sequence[tuple[str, list[str], list[tuple]]], fmt: str) -> str:
+def _plain(value: Any) -> Any:
+    """A CSV cell a program reads back: numbers as plain digits (full precision, no separators),
+    lists joined by ';', booleans true/false, empty for null."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return ";".join(map(str, value))
+    return str(value)
+
+
+def write_csv_report(sections: Sequence[tuple[str, list[str], list[tuple]]], folder: Path) -> list[Path]:
+    """One CSV file per section in ``folder`` (header row, then every row, plain numbers), each
+    written to a temp name and renamed. Returns the files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, (title, columns, rows) in enumerate(sections):
+        target = folder / f"{report_file_name(index, title)}.csv"
+        tmp = folder / f".{target.name}.tmp"
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            writer.writerows([_plain(v) for v in row] for row in rows)
+        os.replace(tmp, target)
+        written.append(target)
+    return written
+
+
+def format_report(sections: Sequence[tuple[str, list[str], list[tuple]]], fmt: str, limit: int | None = None) -> str:
+    """The report as one text: ``terminal`` or ``markdown`` tables (``limit`` rows each, then a
+    line saying how many more), or ``json`` (every row). CSV is write_csv_report's."""
     if fmt == "json":
         return json.dumps([{"title": t, "rows": [dict(zip(c, r)) for r in rows]} for t, c, rows in sections],
                           default=str, indent=1)
     parts = []
     for title, columns, rows in sections:
-        cells = [[_cell(v) for v in row] for row in rows]
-        if fmt == "csv":
-            buf = io.StringIO()
-            writer = csv.writer(buf)
-            writer.writerow(columns)
-            writer.writerows(cells)
-            parts.append(f"# {title}\n{buf.getvalue()}")
-        elif fmt == "markdown":
+        more = max(0, len(rows) - limit) if limit else 0
+        cells = [[_cell(v) for v in row] for row in (rows[:limit] if limit else rows)]
+        tail = [f"... {more:,} more row{'s' if more != 1 else ''} (--limit 0 shows all; csv and json have all)"] if more else []
+        if fmt == "markdown":
             lines = [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
             lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
-            parts.append("\n".join(lines) + ("\n\n_(no rows)_" if not rows else ""))
+            parts.append("\n".join(lines) + ("\n\n_(no rows)_" if not rows else "") + ("\n\n_" + tail[0] + "_" if tail else ""))
         else:
             widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
             line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
             body = ["  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(r, widths)) for r in cells]
-            parts.append("\n".join([f"== {title} ==", line, "-" * len(line)] + (body or ["(no rows)"])))
+            parts.append("\n".join([f"== {title} ==", line, "-" * len(line)] + (body or ["(no rows)"]) + tail))
     return "\n\n".join(parts) + "\n"
 
 

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
-from . import gold, silver, sql, wire
+from . import gold, silver, sql, warehouse, wire
 from .config import Config
 from .db import DatabaseBusy, connect, ensure_schema, transaction
 from .ingest import crash_point, durable_copy, fsync_dir
@@ -934,6 +934,7 @@ def _process_files(cfg: Config, paths: Sequence[Path], reprocess: bool, move: bo
     run = RunResult()
     pending = list(paths)
     while pending:
+        warehouse.check_present(cfg)    # lost since files were loaded: stop, never start an empty one
         group, pending = _next_group(pending)
         for path, result in _load_paths(cfg, group, reprocess):
             if result.status in ("committed", "skipped") and move and path.parent == Path(cfg.staging_dir):

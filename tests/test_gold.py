@@ -324,8 +324,9 @@ def test_report_prints_every_answer_in_every_format(chaos_warehouse, tmp_path):
     assert [s["title"] for s in as_json] == [t for t, _ in gold.REPORT] and as_json[0]["rows"]
     out = subprocess.run(base + ["--format", "markdown", "--out", str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 0 and (tmp_path / "report.md").read_text().count("### ") == len(gold.REPORT)
-    csv_text = subprocess.run(base + ["--format", "csv"], capture_output=True, text=True).stdout
-    assert csv_text.startswith("# Funnel and bounce by platform")
+    out = subprocess.run(base + ["--format", "csv", "--out", str(tmp_path / "csv")], capture_output=True, text=True)
+    assert out.returncode == 0 and len(list((tmp_path / "csv").glob("*.csv"))) == len(gold.REPORT)
+    assert (tmp_path / "csv" / "01_funnel_and_bounce_by_platform_all_days.csv").read_text().startswith("platform,")
 
 
 def test_an_analyst_holding_the_file_open_never_blocks_a_run(project, queue):

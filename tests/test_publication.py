@@ -107,3 +107,28 @@ def test_a_crash_before_the_journal_is_trimmed_is_harmless(files, tmp_path):
     assert stats["publish_mode"] == "incremental"
     assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
     assert journal_rows(cfg) == 0
+
+
+def test_a_crash_between_the_base_commit_and_the_warehouse_commit_means_one_full_copy(files, tmp_path):
+    """The base names the new publication token before the warehouse does: killed in between,
+    the warehouse still holds the old token and its untrimmed journal, so the next publication
+    copies everything once (and equals the warehouse), then goes on incrementally."""
+    cfg = make_project(tmp_path)
+    load_and_publish(cfg, files[:3])
+    staging.process_files(cfg, files[3:5], move=False, refresh_gold=False)
+    con = connect(cfg.database_path, 10)
+    try:
+        kept = con.execute("SELECT * FROM publish_journal").fetchall()
+        meta = con.execute("SELECT publication_token, publication_generation FROM warehouse_meta").fetchall()[0]
+        gold.publish(cfg, con)
+        assert con.execute("SELECT publication_generation FROM warehouse_meta").fetchall()[0][0] == meta[1] + 1
+        # as if killed after the base's commit: the warehouse's transaction never happened
+        con.executemany("INSERT INTO publish_journal VALUES (?, ?, ?, ?)", kept)
+        con.execute("UPDATE warehouse_meta SET publication_token = $t, publication_generation = $g",
+                    {"t": meta[0], "g": meta[1]}).fetchall()
+    finally:
+        con.close()
+    assert load_and_publish(cfg, files[5:7])["publish_mode"] == "full"
+    assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
+    assert load_and_publish(cfg, files[7:8])["publish_mode"] == "incremental"
+    assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)

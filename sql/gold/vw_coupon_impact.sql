@@ -5,7 +5,7 @@
 --   has_coupon: whether any item of the order carries a coupon
 --   orders: orders
 --   revenue: sum of order_value (MXN)
---   aov: revenue / orders
+--   aov: revenue / orders (average order value, MXN)
 --   aov_usd: sum of order_value_usd / orders
 SELECT
     platform,

@@ -11,7 +11,7 @@
 --   session_conversion_rate: sessions_with_purchase / sessions_exposed
 --   orders: orders with an item carrying the arm
 --   revenue: sum of those orders' order_value (MXN)
---   aov: revenue / orders
+--   aov: revenue / orders (average order value, MXN)
 --   aov_usd: sum of those orders' order_value_usd / orders
 --   installment_adoption_rate: installment orders among those orders / orders
 WITH arms AS (

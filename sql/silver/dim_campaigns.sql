@@ -6,6 +6,12 @@
 --         is_current is re-evaluated; windows widen by the batch's items.
 -- Reads: fct_event_items (this load's rows, all when $load_id is null), dim_platforms (as-of time),
 --        dim_campaigns (itself). Params: $load_id, $current_campaign_days.
+-- columns:
+--   campaign_id: the campaign code
+--   first_event_ts: first event time at which any item carried the code (UTC)
+--   last_event_ts: last such event time (UTC)
+--   as_of_ts: the as-of time: the latest event time in the warehouse
+--   is_current: last_event_ts is at or after as_of_ts minus current_campaign_days
 WITH batch AS (
     SELECT code AS campaign_id, min(event_ts) AS first_event_ts, max(event_ts) AS last_event_ts
     FROM (SELECT unnest(campaign_codes) AS code, event_ts

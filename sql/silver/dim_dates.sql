@@ -2,6 +2,14 @@
 -- Grain: one row per date. Key: date_day.
 -- Loaded: merge by date_day; a batch extends the calendar to cover its events.
 -- Reads: fct_events (this load's events, or all when $load_id is null), dim_dates (itself).
+-- columns:
+--   date_day: the date (UTC)
+--   year: its year
+--   month: its month (1-12)
+--   day_of_month: its day of the month
+--   iso_day_of_week: ISO day of the week (1 Monday .. 7 Sunday)
+--   is_weekend: Saturday or Sunday
+--   year_month: YYYY-MM
 WITH bounds AS (
     SELECT least(min(event_date), (SELECT min(date_day) FROM dim_dates))    AS first_day,
            greatest(max(event_date), (SELECT max(date_day) FROM dim_dates)) AS last_day

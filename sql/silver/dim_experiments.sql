@@ -2,6 +2,12 @@
 -- Grain: one row per (experiment_id, variant). Key: (experiment_id, variant).
 -- Loaded: merge by key; windows widen by the batch's items.
 -- Reads: fct_event_items (this load's rows, all when $load_id is null), dim_experiments (itself).
+-- columns:
+--   experiment_id: the experiment (the EXPERIMENT of NELO_XP_<EXPERIMENT>_<VARIANT>)
+--   variant: the arm: the last _ token of the code, (not set) without one
+--   arm_code: the discount code of the arm
+--   first_event_ts: first event time at which any item carried the arm (UTC)
+--   last_event_ts: last such event time (UTC)
 WITH batch AS (
     SELECT arm.experiment_id, arm.variant, min(arm.code) AS arm_code,
            min(event_ts) AS first_event_ts, max(event_ts) AS last_event_ts

@@ -4,6 +4,14 @@
 -- Loaded: merge by item_list_id: the batch's best name competes with the one kept so far.
 -- Reads: silver_list_impressions (this load's events, all when $load_id is null), fct_events,
 --        dim_item_lists (itself).
+-- columns:
+--   item_list_id: the list ('(not set)' stands for null and (not set))
+--   item_list_name: the list's latest non-null name over all history
+--   name_event_ts: event time (UTC) of the impression that gave the name
+--   name_event_id: the event that gave the name
+--   name_item_index: the item row of that event
+--   first_impression_ts: the list's first impression (UTC)
+--   last_impression_ts: the list's last impression (UTC)
 WITH batch_impressions AS (
     SELECT m.*
     FROM silver_list_impressions AS m

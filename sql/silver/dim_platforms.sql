@@ -2,6 +2,10 @@
 -- Grain: one row per platform. Key: platform.
 -- Loaded: merge by platform; a batch widens the first/last event window of the platforms it carries.
 -- Reads: fct_events (this load's events, or all when $load_id is null), dim_platforms (itself).
+-- columns:
+--   platform: the platform (upper-cased), an open set
+--   first_event_ts: first event time (UTC) at which it was seen
+--   last_event_ts: last event time (UTC) at which it was seen
 WITH batch AS (
     SELECT platform, min(event_ts) AS first_event_ts, max(event_ts) AS last_event_ts
     FROM fct_events

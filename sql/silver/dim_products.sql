@@ -6,6 +6,17 @@
 --         With $load_id null (--rebuild) every product is recomputed from its first observation.
 -- Reads: fct_event_items (the touched products' observations since the batch's earliest one),
 --        dim_products (itself: where to restart, and the kept versions as seeds).
+-- columns:
+--   product_version_id: item_id @ valid_from in epoch microseconds
+--   item_id: the product
+--   item_name: the product's name in this version
+--   price: the price of this version (MXN)
+--   price_in_usd: the same in US dollars, as sent
+--   version_number: 1 for the product's first price, then 2, 3, ...
+--   valid_from: when this price took effect (the first event time that showed it, UTC)
+--   valid_to: when the next version took effect; null for the current version
+--   is_current: whether this is the current version
+--   recomputed_from_ts: load metadata: from which time the last load recomputed this user and platform's rows
 WITH touched AS (
     SELECT item_id, min(event_timestamp_us) AS first_new_us
     FROM fct_event_items

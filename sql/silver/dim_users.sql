@@ -4,6 +4,17 @@
 -- Loaded: overwrite the user_id partitions that load $load_id touched (all when null): a late
 --         event can move a first purchase earlier.
 -- Reads: fct_events, fct_event_items.
+-- columns:
+--   user_id: the user
+--   valid_from: when this version took effect (event time, UTC)
+--   valid_to: when the next version took effect; null for the current version
+--   is_current: whether this is the current version
+--   is_buyer: the user had bought by valid_from
+--   has_used_installments: the user had used installments by valid_from
+--   first_seen_ts: the user's first event time (UTC)
+--   first_purchase_ts: the user's first purchase (UTC); null if none
+--   first_installment_ts: the user's first purchase with installments (UTC); null if none
+--   platforms: sorted distinct platforms the user was seen on
 WITH touched AS (
     SELECT DISTINCT user_id FROM fct_events WHERE $load_id IS NULL OR first_load_id >= $load_id
 ),

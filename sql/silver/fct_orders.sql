@@ -5,6 +5,24 @@
 -- Loaded: overwrite the (user_id, platform) partitions that load $load_id touched (all when null):
 --         the session (and session date) of an order can change with a late event.
 -- Reads: fct_events, fct_event_items, silver_event_sessions, silver_user_sessions.
+-- columns:
+--   event_id: the purchase event
+--   user_id: the user
+--   platform: the platform (upper-cased: IOS, ANDROID, WEB, ...)
+--   session_id: the session of the purchase
+--   session_date: UTC date of that session's start
+--   order_ts: the purchase's event time (UTC)
+--   order_date: UTC date of order_ts
+--   order_value: sum of line revenue (MXN); 0 for an order without items
+--   order_value_usd: sum of line revenue in US dollars
+--   gross_value: sum of price * quantity (MXN)
+--   discount_value: sum of the lines' discount (MXN, null counts as 0)
+--   units: sum of the lines' quantity
+--   is_installment_order: any item of more than one installment
+--   max_installments: the largest installments of its items
+--   has_coupon: any item carries a coupon
+--   has_discount: any item with discount_value > 0
+--   products: sorted distinct item_ids of the order
 WITH touched AS (
     SELECT DISTINCT user_id, platform FROM fct_events WHERE $load_id IS NULL OR first_load_id >= $load_id
 ),

@@ -5,6 +5,16 @@
 -- Grain: one row per (item_id, campaign_id). Key: (item_id, campaign_id).
 -- Loaded: overwrite the item_id partitions that load $load_id touched (all when null).
 -- Reads: fct_event_items.
+-- columns:
+--   item_id: the product
+--   campaign_id: the campaign code
+--   first_seen_ts: first event time at which an item of the product carried the code (any event type, UTC)
+--   last_seen_ts: last such event time (UTC)
+--   units: quantity of the product's purchased lines carrying the code
+--   gross_revenue: their price * quantity (MXN)
+--   discount_value: their discount (MXN, null counts as 0)
+--   net_revenue: their line revenue (MXN)
+--   purchased_lines: purchase item rows of the product carrying the code
 WITH touched AS (
     SELECT DISTINCT item_id FROM fct_event_items
     WHERE ($load_id IS NULL OR first_load_id >= $load_id) AND item_id IS NOT NULL AND len(campaign_codes) > 0

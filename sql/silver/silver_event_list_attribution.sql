@@ -8,6 +8,24 @@
 --         session and the impressions before it, so its attribution cannot change. All when null.
 -- Reads: fct_event_items, silver_event_sessions, silver_list_impressions, fct_events.
 -- Params: $load_id, $attribution_window_us.
+-- columns:
+--   event_id: the attributed event (view_item, begin_checkout or purchase)
+--   item_index: the attributed item row of that event
+--   event_name: that event's name
+--   event_ts: that event's time (UTC)
+--   user_id: the user
+--   platform: the platform (upper-cased: IOS, ANDROID, WEB, ...)
+--   session_id: the session of the event and of the impression
+--   item_id: the product
+--   quantity: units of the attributed item row
+--   line_revenue: line revenue of the attributed item row (MXN)
+--   line_revenue_usd: the same in US dollars
+--   item_list_id: the list that gets the credit ((not set) for null and (not set))
+--   impression_event_id: the view_item_list event of the credited impression
+--   impression_item_index: the item's position in that impression event
+--   impression_ts: the credited impression's time (UTC)
+--   impression_campaign_codes: the campaign codes the credited impression item carried
+--   recomputed_from_ts: load metadata: from which time the last load recomputed this user and platform's rows
 WITH touched AS (
     SELECT user_id, platform, min(event_timestamp_us) AS since_us
     FROM fct_events

@@ -7,6 +7,16 @@
 --         event's). With $load_id null (--rebuild) every pair is recomputed from its first event.
 -- Reads: fct_events, silver_event_sessions (itself: the session in force before the new events).
 -- Params: $load_id, $session_timeout_us.
+-- columns:
+--   event_id: the event's id: first 32 hex digits of the SHA-256 of its five identity fields
+--   user_id: the user
+--   platform: the platform (upper-cased: IOS, ANDROID, WEB, ...)
+--   event_name: what happened (view_item_list, view_item, begin_checkout, purchase, ...)
+--   event_ts: the event's time (UTC)
+--   event_timestamp_us: event time in epoch microseconds, as sent
+--   session_id: the session the event is in: sha256 of user_id, platform and the start in epoch microseconds, 32 hex
+--   session_start_ts: the start of that session (UTC)
+--   recomputed_from_ts: load metadata: from which time the last load recomputed this user and platform's rows
 WITH touched AS (
     SELECT user_id, platform, min(event_timestamp_us) AS since_us
     FROM fct_events

@@ -4,6 +4,20 @@
 --         impressions from the pair's earliest new event on (recomputed_from_ts); a late event can
 --         move only those into another session (see silver_event_sessions). All when null.
 -- Reads: fct_event_items, silver_event_sessions, fct_events.
+-- columns:
+--   event_id: the view_item_list event
+--   item_index: the item's position in that event
+--   user_id: the user
+--   platform: the platform (upper-cased: IOS, ANDROID, WEB, ...)
+--   session_id: the session of the impression
+--   event_ts: the impression's event time (UTC)
+--   event_timestamp_us: event time in epoch microseconds, as sent
+--   item_id: the product shown
+--   item_list_id: the list that showed it; null and (not set) are kept as sent
+--   item_list_name: the list's name as sent
+--   campaign_codes: the campaign codes the impression item carried
+--   experiment_arms: the experiment arms the impression item carried
+--   recomputed_from_ts: load metadata: from which time the last load recomputed this user and platform's rows
 WITH touched AS (
     SELECT user_id, platform, min(event_timestamp_us) AS since_us
     FROM fct_events

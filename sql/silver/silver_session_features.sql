@@ -5,6 +5,26 @@
 --         session's features depend on its own events only). All when $load_id is null.
 -- Reads: silver_user_sessions, silver_event_sessions, fct_event_items, fct_events.
 -- Params: $load_id, $high_value_cart_usd.
+-- columns:
+--   session_id: the session: sha256 of user_id, platform and the start in epoch microseconds, 32 hex
+--   user_id: the user
+--   platform: the platform (upper-cased: IOS, ANDROID, WEB, ...)
+--   session_start_ts: the session's first event time (UTC)
+--   session_end_ts: the session's last event time (UTC)
+--   session_date: UTC date of the session start
+--   events_in_session: events in the session
+--   has_list_view: a view_item_list in the session
+--   has_product_view: a view_item in the session
+--   has_checkout: a begin_checkout in the session
+--   has_purchase: a purchase in the session
+--   is_bounce: exactly one event
+--   is_abandoned_checkout: a checkout and no purchase
+--   cart_value: sum of price * quantity of the last checkout's items (MXN); null without a checkout
+--   cart_value_usd: the same with price_in_usd
+--   cart_products: sorted distinct item_ids of the last checkout
+--   last_checkout_ts: time of the session's last begin_checkout (UTC); null without one
+--   is_high_value_abandon: abandoned with cart_value_usd above high_value_cart_usd
+--   recomputed_from_ts: load metadata: from which time the last load recomputed this user and platform's rows
 WITH touched AS (
     SELECT user_id, platform, min(event_timestamp_us) AS since_us
     FROM fct_events

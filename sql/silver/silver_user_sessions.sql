@@ -5,6 +5,15 @@
 --         session's start). Sessions only ever merge as events arrive, so an earlier session
 --         holds only earlier events and cannot change. All when $load_id is null.
 -- Reads: silver_event_sessions, fct_events.
+-- columns:
+--   session_id: the session: sha256 of user_id, platform and the start in epoch microseconds, 32 hex
+--   user_id: the user
+--   platform: the platform (upper-cased: IOS, ANDROID, WEB, ...)
+--   session_start_ts: the session's first event time (UTC)
+--   session_end_ts: the session's last event time (UTC)
+--   session_date: UTC date of the session start
+--   events_in_session: events in the session
+--   recomputed_from_ts: load metadata: from which time the last load recomputed this user and platform's rows
 WITH touched AS (
     SELECT user_id, platform, min(event_timestamp_us) AS since_us
     FROM fct_events

@@ -121,7 +121,7 @@ def test_files_with_user_ids_are_owner_only_and_the_analyst_file_read_only(proje
     checked = 0
     for folder in ("processed", "archive", "dead_letter", "warehouse"):
         for path in (project / folder).iterdir():
-            if path.name == "analytics.duckdb":
+            if path.name == "analytics.duckdb" or path.name.startswith("team_"):   # group-readable
                 assert path.stat().st_mode & 0o777 == 0o440
             elif path.suffix in (".jsonl", ".duckdb"):
                 assert path.stat().st_mode & 0o077 == 0, path
