@@ -534,6 +534,8 @@ def _load_group(con: Any, loads: list[_Load]) -> bool:
     clock = _Clock(loads[0].result.timings)
     try:
         _transaction(con, loads, clock)
+    except warehouse.WarehouseMissing:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure: one file at a time decides
         log.warning("loading %d files in one transaction failed (%s: %s); loading them one at a time",
                     len(loads), type(exc).__name__, _first_line(exc))
@@ -619,6 +621,11 @@ def _transaction(con: Any, loads: list[_Load], clock: "_Clock | None", trial: bo
             if now != load.identity:
                 raise FileWaiting(f"{load.path.name}: changed during its load (size, time or inode); "
                                   "nothing committed, it waits for the next run")
+        # the warehouse file deleted while this transaction ran: committing would write into a
+        # file nobody can open again, and the batch files would move on as if loaded
+        if not Path(cfg.database_path).exists():
+            warehouse.check_present(cfg)
+            raise warehouse.WarehouseMissing(f"the warehouse {cfg.database_path} disappeared during the load")
         for load in loads:
             write_dead_letter_file(Path(cfg.dead_letter_dir), load.path.name, load.dead_letters)
         crash_point("before_commit")
@@ -942,6 +949,7 @@ def _process_files(cfg: Config, paths: Sequence[Path], reprocess: bool, move: bo
             log.info("%s", result.line())
             run.files.append(result)
     if refresh_gold and any(f.status == "committed" for f in run.files):
+        warehouse.check_present(cfg)    # publishing would create an empty one
         run.gold = refresh_gold_layer(cfg)
     return run
 
@@ -966,6 +974,8 @@ def _load_paths(cfg: Config, paths: list[Path], reprocess: bool) -> list[tuple[P
     failures: list[tuple[Path, str]] = []          # ledger rows to write once the connection is closed
 
     def failed(path: Path, exc: BaseException) -> None:
+        if isinstance(exc, warehouse.WarehouseMissing):
+            raise exc                   # the run stops: nothing may write a new, empty warehouse
         result, record = _result_of_error(path, exc)
         results[path] = result
         if record:

@@ -91,14 +91,15 @@ def test_a_warehouse_deleted_during_a_run_stops_the_run(files, tmp_path, monkeyp
     assert staging.process_files(cfg, staging.staging_files(cfg)).ok
     for path in files[1:4]:
         shutil.copyfile(path, Path(cfg.staging_dir) / path.name)
-    real = staging.load_file
+    real = staging._load_paths
 
     def load_then_lose(*args, **kwargs):
         result = real(*args, **kwargs)
         Path(cfg.database_path).unlink()                             # someone deletes it mid-run
         return result
 
-    monkeypatch.setattr(staging, "load_file", load_then_lose)
+    monkeypatch.setattr(staging, "GROUP_MAX_FILES", 1)               # a file a transaction
+    monkeypatch.setattr(staging, "_load_paths", load_then_lose)
     with pytest.raises(warehouse.WarehouseMissing, match="is missing"):
         staging.process_files(cfg, staging.staging_files(cfg))
     assert not Path(cfg.database_path).exists()                      # no empty warehouse made
@@ -147,3 +148,24 @@ def test_killed_publications_leftovers_are_cleaned_at_the_next_run(files, tmp_pa
     with duckdb.connect(str(gold.analytics_path(cfg)), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM vw_coupon_impact").fetchall()[0][0] > 0
     assert (folder / "nelo.duckdb").exists() and (folder / ".analytics_base.duckdb").exists()
+
+
+def test_a_warehouse_deleted_inside_a_transaction_is_never_committed_into(files, tmp_path, monkeypatch):
+    """Deleted while several files load together: DuckDB would commit into the unlinked file and
+    the files would move to processed/ as loaded. The load checks the file before COMMIT."""
+    cfg = make_project(tmp_path)
+    shutil.copyfile(files[0], Path(cfg.staging_dir) / files[0].name)
+    assert staging.process_files(cfg, staging.staging_files(cfg)).ok
+    for path in files[1:4]:
+        shutil.copyfile(path, Path(cfg.staging_dir) / path.name)
+    real = staging.silver.apply_batch
+
+    def lose_it(con, cfg_, params):
+        Path(cfg.database_path).unlink()                             # deleted inside the transaction
+        return real(con, cfg_, params)
+
+    monkeypatch.setattr(staging.silver, "apply_batch", lose_it)
+    with pytest.raises(warehouse.WarehouseMissing, match="missing"):
+        staging.process_files(cfg, staging.staging_files(cfg))
+    assert not Path(cfg.database_path).exists()
+    assert [p.name for p in staging.staging_files(cfg)] == [p.name for p in files[1:4]]
