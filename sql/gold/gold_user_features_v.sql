@@ -48,7 +48,7 @@ orders AS (
            count(*)                                                         AS purchases,
            count(*) FILTER (WHERE o.order_ts >= a.as_of_ts - INTERVAL 30 DAY)  AS purchases_last_30_days,
            -- exact sum: the same orders give the same figure whatever the row order
-           sum(CAST(o.order_value_usd AS DECIMAL(38, 6)))                   AS revenue_usd,
+           sum(o.order_value_usd)                                            AS revenue_usd,
            bool_or(o.is_installment_order)                                  AS has_used_installments
     FROM fct_orders AS o
     CROSS JOIN as_of AS a
