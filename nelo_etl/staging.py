@@ -234,8 +234,10 @@ def move_to(path: Path, folder: Path) -> Path:
     return dest
 
 
-def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | None = None) -> FileResult:
-    """Load one batch file in one transaction. Raises on failure (the database is unchanged)."""
+def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | None = None,
+              in_transaction: Any = None) -> FileResult:
+    """Load one batch file in one transaction. Raises on failure (the database is unchanged).
+    ``in_transaction(con, load_id)``, if given, runs inside that transaction (dead-letter replay)."""
     t0 = time.monotonic()
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     sha = sha256_of(path)
@@ -280,6 +282,8 @@ def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | No
                 {"load_id": load_id, "batch_id": batch_id, "file": path.name, "sha": sha,
                  "received": result.received, "loaded": result.loaded_events, "dupes": result.duplicate_events,
                  "dead": result.dead_lettered, "started": started, "reprocess": reprocess}).fetchall()
+            if in_transaction is not None:
+                in_transaction(con, load_id)
             sql.run_checks(con, silver.model_params(cfg, params))
             clock.lap("checks")
             write_dead_letter_file(Path(cfg.dead_letter_dir), path.name, dead_letters)

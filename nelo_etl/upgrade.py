@@ -1,0 +1,115 @@
+"""The warehouse's schema version, and upgrading an older warehouse at start, in one transaction.
+
+``schema_version`` records the shape of the file. A warehouse without it was made before
+versioning (version 0: the release up to b55cf29, or older ones whose Silver tables lack the
+``recomputed_from_ts`` column). Every entry script calls :func:`ensure_current` before it loads,
+rebuilds or publishes; an older warehouse is upgraded there, in ONE transaction:
+
+1. tables declared in ``sql/ddl/`` that are missing are created; columns they gained are added
+   (nullable) to the existing tables (the staging tables and the ledger keep their rows);
+2. every Silver table is dropped and rebuilt from ``stg_events`` with the current SQL (Silver is
+   derived from staging, so this is always correct, and it gives each table the current shape);
+3. the new version is recorded.
+
+A failure rolls everything back and is one line; the warehouse stays as it was. Raising
+``SCHEMA_VERSION`` (and saying why in ``NOTES``) is how a release that changes a shape asks for
+this upgrade.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from . import silver, sql
+from .config import Config
+from .db import connect, ensure_schema, transaction
+
+log = logging.getLogger("nelo_etl.upgrade")
+
+SCHEMA_VERSION = 1
+NOTES = {1: "versioned; Silver rebuilt with recomputed_from_ts and the current shapes"}
+VERSION_DDL = sql.SQL_DIR / "ddl" / "schema_version.sql"
+
+
+def recorded_version(con: Any) -> int | None:
+    """The warehouse's version; 0 for a warehouse made before versioning; None for an empty file."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
+    if "schema_version" in tables:
+        return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]
+    return 0 if tables else None
+
+
+def ensure_current(cfg: Config) -> str | None:
+    """Upgrade the warehouse if it is older than this release (one transaction); stamp a new one.
+    Returns a line saying what was done, or None when it was already current."""
+    con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
+    try:
+        con.execute("SET TimeZone = 'UTC'").fetchall()
+        version = recorded_version(con)
+        if version is not None and version >= SCHEMA_VERSION:
+            return None
+        if version is None:              # a new warehouse: the current shape from the start
+            with transaction(con):
+                ensure_schema(con)
+                sql.run_script(con, VERSION_DDL)
+                _stamp(con, "created")
+            return None
+        t0 = time.monotonic()
+        with transaction(con):
+            upgrade(con, cfg)
+            _stamp(con, NOTES[SCHEMA_VERSION])
+        line = (f"upgraded {cfg.database_path} from schema version {version} to {SCHEMA_VERSION} "
+                f"in {time.monotonic() - t0:.1f} s (Silver rebuilt)")
+        log.warning("%s", line)
+        return line
+    finally:
+        con.close()
+
+
+def _stamp(con: Any, note: str) -> None:
+    sql.run_script(con, VERSION_DDL)
+    con.execute("INSERT OR REPLACE INTO schema_version VALUES ($v, now()::TIMESTAMP, $n)",
+                {"v": SCHEMA_VERSION, "n": note}).fetchall()
+
+
+def upgrade(con: Any, cfg: Config) -> None:
+    """Steps 1 and 2 (the caller holds the transaction)."""
+    add_missing_columns(con)
+    rebuild_silver(con, cfg)
+    sql.run_checks(con, silver.model_params(cfg, {"load_id": None, "batch_id": None}))
+
+
+def add_missing_columns(con: Any) -> list[str]:
+    """Create missing ``sql/ddl/`` tables; add the columns an existing one lacks (nullable)."""
+    import duckdb
+
+    wanted = duckdb.connect(":memory:")
+    try:
+        ensure_schema(wanted)
+        shape = wanted.execute("SELECT table_name, column_name, data_type FROM duckdb_columns() "
+                               "WHERE NOT internal ORDER BY table_name, column_index").fetchall()
+    finally:
+        wanted.close()
+    have = {(t, c) for t, c in con.execute("SELECT table_name, column_name FROM duckdb_columns() "
+                                           "WHERE NOT internal").fetchall()}
+    have_tables = {t for t, _ in have}
+    ensure_schema(con)                   # creates the missing tables
+    added = []
+    for table, column, data_type in shape:
+        if table in have_tables and (table, column) not in have:
+            con.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {data_type}').fetchall()
+            added.append(f"{table}.{column}")
+    if added:
+        log.info("added columns: %s", ", ".join(added))
+    return added
+
+
+def rebuild_silver(con: Any, cfg: Config) -> dict[str, int]:
+    """Drop every Silver table and rebuild it from ``stg_events`` with the current SQL, so each
+    table gets the current shape (``silver_transforms.py --rebuild``; the caller holds the
+    transaction). Gold views bind at query time, so they survive the drop."""
+    for model in silver.MODELS:
+        con.execute(f'DROP TABLE IF EXISTS "{model.name}"').fetchall()
+    ensure_schema(con)                   # the self-reading Silver tables come from sql/ddl/
+    return silver.rebuild(con, cfg)
