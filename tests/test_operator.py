@@ -1,0 +1,281 @@
+"""The operator's side (issue 13): the README's cron line and the systemd units on a fresh copy,
+--json on every outcome, a closed stdout, visibility and why polling stopped, --status,
+dead-letter replay, schema upgrades, make install, one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from nelo_etl import cli
+from nelo_etl.localsqs import CREDENTIALS
+
+from .conftest import ROOT, SAMPLES, copy_samples, write_config
+from .test_etl import fast_queue_config, ids_in, send
+
+
+def etl_env(endpoint: str, url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, **CREDENTIALS, SQS_QUEUE_URL=url, AWS_ENDPOINT_URL=endpoint, **extra)
+    for name in ("NELO_CRASH_AT", "NELO_PAUSE_AT", "ETL_CONFIG"):
+        if name not in extra:
+            env.pop(name, None)
+    return env
+
+
+def script(name: str, project: Path, *args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / name), "--config", str(project / "config.json"), *args],
+                          env=env or {k: v for k, v in os.environ.items() if k not in ("NELO_CRASH_AT", "NELO_PAUSE_AT")},
+                          capture_output=True, text=True, timeout=300, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. the cron line and the systemd units, verbatim, on a fresh copy
+
+@pytest.fixture
+def fresh_copy(tmp_path: Path) -> Path:
+    """What a fresh clone holds (tracked and new, not ignored, files), with .venv linked in as if
+    the README's `make install` had run."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    dest = tmp_path / "nelo"
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    (dest / ".venv").symlink_to(ROOT / ".venv")
+    assert not (dest / "work").exists() and (dest / "logs").is_dir()
+    return dest
+
+
+def readme_cron_command() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```cron\n(.*?)```", readme, re.S).group(1)
+    (line,) = [x for x in block.splitlines() if x.strip() and not x.startswith("#")]
+    fields = line.split(None, 5)
+    assert len(fields) == 6 and fields[0] == "*/15", line
+    return fields[5]                                         # the command, after the five schedule fields
+
+
+def cron_env(home: Path) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": str(home), "SHELL": "/bin/sh", "LANG": "C"}   # what cron gives
+
+
+def test_the_readme_cron_line_works_verbatim_on_a_fresh_copy(fresh_copy, queue, tmp_path):
+    from filelock import FileLock
+
+    sqs, url = queue
+    (fresh_copy / ".env").write_text(f"SQS_QUEUE_URL={url}\nAWS_ENDPOINT_URL={sqs.meta.endpoint_url}\n"
+                                     "AWS_ACCESS_KEY_ID=testing\nAWS_SECRET_ACCESS_KEY=testing\n")
+    os.chmod(fresh_copy / ".env", 0o600)
+    sent = send(sqs, url, 25)
+    command = readme_cron_command().replace("/opt/nelo", str(fresh_copy))
+    done = subprocess.run(["/bin/sh", "-c", command], env=cron_env(tmp_path), capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, (done.stdout, done.stderr, (fresh_copy / "logs" / "cron.log").read_text())
+    lines = (fresh_copy / "logs" / "cron.log").read_text().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["status"] == "done" and summary["received"] == 25 and summary["loaded_events"] > 0
+    assert sorted(ids_in(fresh_copy / "processed")) == sorted(sent)
+    assert (fresh_copy / "warehouse" / "analytics.duckdb").exists()
+    # a run that finds the lock held exits 75, which the line turns into success, and says so
+    with FileLock(str(fresh_copy / "work" / "etl.lock"), timeout=0):
+        skipped = subprocess.run(["/bin/sh", "-c", command], env=cron_env(tmp_path), capture_output=True,
+                                 text=True, timeout=300, cwd=tmp_path)
+    assert skipped.returncode == 0
+    assert json.loads((fresh_copy / "logs" / "cron.log").read_text().splitlines()[-1])["status"] == "skipped"
+    assert "skipped:" in (fresh_copy / "logs" / "etl.log").read_text()       # the log has every run
+
+
+def unit(path: Path) -> dict[str, str]:
+    return dict(re.findall(r"^(\w+)=(.*)$", path.read_text(encoding="utf-8"), re.M))
+
+
+def test_the_systemd_units_run_etl_on_a_fresh_copy(fresh_copy, queue, tmp_path):
+    sqs, url = queue
+    service, timer = unit(fresh_copy / "deploy" / "nelo-etl.service"), unit(fresh_copy / "deploy" / "nelo-etl.timer")
+    assert timer["OnCalendar"] == "*:0/15" and timer["Unit"] == "nelo-etl.service"
+    assert service["Type"] == "oneshot" and "75" in service["SuccessExitStatus"].split()
+    if shutil.which("systemd-analyze"):
+        cal = subprocess.run(["systemd-analyze", "calendar", timer["OnCalendar"]], capture_output=True, text=True)
+        assert cal.returncode == 0 and "*-*-* *:00/15:00" in cal.stdout, cal.stdout + cal.stderr
+    (fresh_copy / ".env").write_text(f"SQS_QUEUE_URL={url}\nAWS_ENDPOINT_URL={sqs.meta.endpoint_url}\n"
+                                     "AWS_ACCESS_KEY_ID=testing\nAWS_SECRET_ACCESS_KEY=testing\n")
+    os.chmod(fresh_copy / ".env", 0o600)
+    sent = send(sqs, url, 15)
+    argv = service["ExecStart"].replace("/opt/nelo", str(fresh_copy)).split()
+    done = subprocess.run(argv, cwd=service["WorkingDirectory"].replace("/opt/nelo", str(fresh_copy)),
+                          env=cron_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["received"] == 15
+    assert sorted(ids_in(fresh_copy / "processed")) == sorted(sent)
+
+
+def test_make_install_installs_the_runtime_requirements_only():
+    out = subprocess.run(["make", "-n", "-B", "install"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "-r requirements.txt" in out.stdout and "requirements-dev" not in out.stdout
+    assert "mkdir -p logs" in out.stdout
+    runtime = (ROOT / "requirements.txt").read_text().lower()
+    assert not re.search(r"^(moto|pytest|hypothesis|psutil)\b", runtime, re.M)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "make install" in readme.split("## Production")[1].split("\n## ")[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. visibility, and why polling stopped
+
+def test_a_visibility_shorter_than_a_long_poll_is_refused_in_one_line(project):
+    for visibility, wait in ((0, 0), (30, 20)):
+        write_config(project, queue={"wait_time_seconds": wait, "visibility_timeout_seconds": visibility})
+        out = script("etl.py", project, env=dict(os.environ, SQS_QUEUE_URL="http://127.0.0.1:9/q"))
+        assert out.returncode == cli.EXIT_CONFIG and out.stderr.count("\n") == 1
+        assert "visibility_timeout_seconds" in out.stderr and "2 x wait_time_seconds + 2" in out.stderr
+    assert not (project / "work").exists()
+
+
+def test_a_run_longer_than_the_visibility_timeout_keeps_its_messages_hidden(project, queue):
+    """Visibility 4 s, a run of about 6 s (a 1.5 s pause after each receive): the messages this run
+    holds are extended, so none comes back during the run, and it stops because the queue is empty."""
+    sqs, url = queue
+    fast_queue_config(project, visibility=4)
+    sent = send(sqs, url, 30)
+    out = script("etl.py", project, "--no-process", "--json",
+                 env=etl_env(sqs.meta.endpoint_url, url, NELO_PAUSE_AT="while_polling:1.5"))
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["seconds"] > 4 and summary["extended"] > 0
+    assert (summary["received"], summary["new"], summary["skipped_seen"], summary["deleted"]) == (30, 30, 0, 30)
+    assert summary["stopped"] == "queue_empty"
+    assert sorted(ids_in(project / "staging")) == sorted(sent)
+
+
+def test_the_summary_says_why_polling_stopped(project, queue):
+    sqs, url = queue
+    send(sqs, url, 25)
+    env = etl_env(sqs.meta.endpoint_url, url)
+    fast_queue_config(project, visibility=30, max_messages_per_run=10)
+    first = script("etl.py", project, "--no-process", env=env)
+    assert first.returncode == 0 and "stopped=max_messages" in first.stdout and "received=10 " in first.stdout
+    fast_queue_config(project, visibility=30, max_seconds_per_run=0.001)
+    second = script("etl.py", project, "--no-process", env=env)
+    assert second.returncode == 0 and "stopped=max_seconds" in second.stdout
+    fast_queue_config(project, visibility=30)
+    third = script("etl.py", project, "--no-process", env=env)
+    assert third.returncode == 0 and "stopped=queue_empty" in third.stdout
+    received = [int(re.search(r" received=(\d+) ", out.stdout).group(1)) for out in (first, second, third)]
+    assert sum(received) == 25 == len(ids_in(project / "staging"))
+    log = (project / "logs" / "etl.log").read_text()
+    assert log.count("etl: status=") == 3                     # every run's summary line, in the log
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. --json: one object on stdout, whatever the outcome; a closed pipe is not an error
+
+def test_json_is_exactly_one_object_for_every_outcome(project, queue):
+    from filelock import FileLock
+
+    sqs, url = queue
+    fast_queue_config(project, visibility=30)
+    env = etl_env(sqs.meta.endpoint_url, url)
+    send(sqs, url, 20)
+    outcomes = {}
+    done = script("etl.py", project, "--json", env=env)           # with processing: file and gold lines
+    outcomes["done"] = done
+    outcomes["nothing_to_do"] = script("etl.py", project, "--json", env=env)
+    with FileLock(str(project / "work" / "etl.lock"), timeout=0):
+        outcomes["skipped"] = script("etl.py", project, "--json", env=env)
+    outcomes["failed"] = script("etl.py", project, "--json", env=etl_env("http://127.0.0.1:9", url))
+    write_config(project, bogus=1)
+    outcomes["bad_usage"] = script("etl.py", project, "--json", env=env)
+    codes = {"done": 0, "nothing_to_do": 0, "skipped": 75, "failed": 1, "bad_usage": 2}
+    for status, out in outcomes.items():
+        assert out.returncode == codes[status], (status, out.stderr)
+        obj = json.loads(out.stdout)                                # the whole of stdout is one object
+        assert out.stdout.count("\n") == 1 and obj["status"] == status and obj["exit_code"] == codes[status]
+    assert "processing_batch_" in done.stderr and "gold:" in done.stderr   # human lines on stderr
+    assert json.loads(done.stdout)["files"][0]["status"] == "committed"
+    failed = json.loads(outcomes["failed"].stdout)
+    assert "nothing was received" in failed["error"] and "safe in" not in failed["error"]
+
+
+def test_a_closed_stdout_is_not_an_error(project, queue):
+    sqs, url = queue
+    fast_queue_config(project, visibility=30)
+    send(sqs, url, 20)
+    read_end, write_end = os.pipe()
+    os.close(read_end)                                               # the reader is gone (jq exited)
+    try:
+        proc = subprocess.run([sys.executable, str(ROOT / "etl.py"), "--config", str(project / "config.json"),
+                               "--json"], env=etl_env(sqs.meta.endpoint_url, url), stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+    log = (project / "logs" / "etl.log").read_text()
+    assert "Traceback" not in log and "stdout was closed by its reader" in log
+    assert len(list((project / "processed").glob("*.jsonl"))) == 1           # the batch committed
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. --status
+
+def status(project: Path, env: dict, *args: str) -> tuple[int, dict]:
+    out = script("etl.py", project, "--status", "--json", *args, env=env)
+    assert out.returncode in (0, 1), out.stderr
+    return out.returncode, json.loads(out.stdout)
+
+
+def test_status_reports_health_and_exits_1_when_not_healthy(project, queue):
+    sqs, url = queue
+    fast_queue_config(project, visibility=30)
+    env = etl_env(sqs.meta.endpoint_url, url)
+    code, report = status(project, env)
+    assert code == 1 and "no successful run recorded yet" in report["problems"]
+
+    send(sqs, url, 30)
+    assert script("etl.py", project, env=env).returncode == 0
+    send(sqs, url, 7, seed=5)
+    code, report = status(project, env)
+    assert code == 0 and report["healthy"] and report["problems"] == []
+    assert report["queue"] == {"reachable": True, "visible": 7, "in_flight": 0}
+    assert report["last_success"]["age_seconds"] < 60
+    assert report["warehouse"]["last_batch"]["received"] == 30
+    assert report["warehouse"]["newest_event_utc"] and report["warehouse"]["published_utc"]
+    human = script("etl.py", project, "--status", env=env)
+    assert human.returncode == 0 and "health:          OK" in human.stdout and "7 waiting" in human.stdout
+
+    # the analytics file older than the warehouse; no success for too long
+    shutil.copyfile(SAMPLES, project / "staging" / "processing_batch_20990101T000001_more.jsonl")
+    assert script("process_staging.py", project, env=env).returncode == 0
+    analytics = project / "warehouse" / "analytics.duckdb"
+    os.utime(analytics, (time.time() - 3600, time.time() - 3600))
+    code, report = status(project, env, "--max-age", "0.001")
+    assert code == 1
+    assert any("analytics file is older than the warehouse" in p for p in report["problems"])
+    assert any(p.startswith("no successful run for") for p in report["problems"])
+
+
+def test_status_names_a_failed_staging_file_with_its_error(project):
+    copy_samples(project / "staging")
+    bad = project / "staging" / "processing_batch_20990101T000000_bad.jsonl"
+    bad.mkdir()                        # a "file" no load can read, whoever runs the test
+    out = script("process_staging.py", project)
+    assert out.returncode == 1
+    env = {k: v for k, v in os.environ.items() if k != "SQS_QUEUE_URL"}
+    code, report = status(project, env)
+    assert code == 1
+    assert "IsADirectoryError" in report["staging"]["failed"][bad.name]
+    assert any(bad.name in p for p in report["problems"])
+    assert report["queue"]["reachable"] is False and "SQS_QUEUE_URL" in report["queue"]["error"]
+    bad.rmdir()
+    assert script("process_staging.py", project).returncode == 0      # nothing left to fail
