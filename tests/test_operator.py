@@ -279,3 +279,208 @@ def test_status_names_a_failed_staging_file_with_its_error(project):
     assert report["queue"]["reachable"] is False and "SQS_QUEUE_URL" in report["queue"]["error"]
     bad.rmdir()
     assert script("process_staging.py", project).returncode == 0      # nothing left to fail
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. dead-letter replay
+
+def test_dead_letters_are_replayed_after_a_parser_fix_once_and_resolved(project, monkeypatch):
+    """A parser bug rejects about a quarter of the events; after the fix, a replay
+    loads them (one transaction, marked resolved), a second replay does nothing, and the truly
+    bad samples stay dead letters."""
+    from nelo_etl import staging, wire
+    from nelo_etl.config import load_config
+    from nelo_etl.replay import replay_dead_letters
+    from nelo_etl.simulate import SimConfig, Simulator, write_batches
+
+    write_config(project, parser="python")          # the contract parser alone sees the bug
+    cfg = load_config(project / "config.json")
+    (path,) = write_batches(Simulator(SimConfig(events=150, seed=7)).messages(), str(project / "staging"), 1)
+    copy_samples(project / "staging")
+    fixed_parse_body = wire.parse_body
+
+    def buggy_parse_body(body, *args, **kwargs):
+        event = fixed_parse_body(body, *args, **kwargs)
+        if event.event_id[-1] in "0123":          # about a quarter of the events
+            raise wire.RejectedMessage("bad_type:user_id", "a parser bug")
+        return event
+
+    monkeypatch.setattr(wire, "parse_body", buggy_parse_body)
+    first = staging.process_files(cfg, staging.staging_files(cfg))
+    assert first.ok
+    monkeypatch.setattr(wire, "parse_body", fixed_parse_body)      # the fix is deployed
+
+    def counts() -> tuple:
+        con = duckdb.connect(str(cfg.database_path), read_only=True)
+        try:
+            has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'dead_letter_resolutions'"
+                              ).fetchall()[0][0]
+            return con.execute(
+                "SELECT (SELECT count(DISTINCT event_id) FROM fct_events), "
+                "(SELECT count(*) FROM dead_letter_messages WHERE reason = 'bad_type:user_id'), "
+                + ("(SELECT count(*) FROM dead_letter_resolutions), " if has else "0, ") +
+                "(SELECT sum(received) - sum(loaded_events) - sum(duplicate_events) - sum(dead_lettered) "
+                " FROM etl_batches WHERE status = 'committed')").fetchall()[0]
+        finally:
+            con.close()
+
+    events_before, bugged, _, _ = counts()
+    assert bugged > 5
+    nothing = replay_dead_letters(cfg, reason_prefix="invalid_json")   # another reason: not touched
+    assert nothing.now_valid == 0 and nothing.batch_file is None
+    result = replay_dead_letters(cfg, reason_prefix="bad_type")
+    assert result.now_valid == bugged and result.loaded_events > 0 and result.batch_file
+    assert result.loaded_events + result.duplicate_events == bugged
+    events_after, _, resolved, unbalanced = counts()
+    assert events_after == events_before + result.loaded_events and resolved == bugged and unbalanced == 0
+    assert (project / "processed" / result.batch_file).exists() and (project / "archive" / result.batch_file).exists()
+    # a fresh load of the same files with the fixed parser holds the same events
+    fresh = load_config(write_config(project, database_path="warehouse/fresh.duckdb"))
+    staging.process_files(fresh, [project / "processed" / path.rsplit("/", 1)[-1],
+                                  project / "processed" / "processing_batch_20251017T155740_samples.jsonl"],
+                          move=False, refresh_gold=False)
+    con = duckdb.connect(str(fresh.database_path), read_only=True)
+    try:
+        assert con.execute("SELECT count(DISTINCT event_id) FROM fct_events").fetchall()[0][0] == events_after
+    finally:
+        con.close()
+    # again: nothing left to replay; the samples' truly bad lines still fail
+    again = script("process_staging.py", project, "--replay-dead-letters", "--config", str(cfg.path))
+    assert again.returncode == 0, again.stderr
+    assert "candidates=3 now_valid=0" in again.stdout and "still invalid:" in again.stdout
+    assert counts()[0] == events_after
+
+
+def test_runs_that_dead_letter_say_how_many(project):
+    copy_samples(project / "staging")
+    out = script("process_staging.py", project)
+    assert out.returncode == 0 and "dead_lettered=3" in out.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. upgrades from the current release's warehouse
+
+RELEASE = "b55cf29"     # the release before versioning: its warehouse has no schema_version
+
+
+@pytest.fixture
+def release_warehouse(project, tmp_path) -> Path:
+    """A warehouse made by the release's own code (git archive of RELEASE) from the samples."""
+    if subprocess.run(["git", "cat-file", "-e", RELEASE], cwd=ROOT, capture_output=True).returncode != 0:
+        pytest.skip(f"not a git checkout with {RELEASE}")
+    release = tmp_path / "release"
+    release.mkdir()
+    archive = subprocess.run(["git", "archive", RELEASE], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(release)], input=archive, check=True)
+    copy_samples(project / "staging")
+    made = subprocess.run([sys.executable, str(release / "process_staging.py"), "--config", str(project / "config.json")],
+                          cwd=release, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    return release
+
+
+def _extra_batch(project: Path) -> Path:
+    from nelo_etl.simulate import SimConfig, Simulator, write_batches
+
+    (path,) = write_batches(Simulator(SimConfig.chaos(events=200, seed=11)).messages(), str(project / "staging"), 1)
+    return Path(path)
+
+
+def _silver(project: Path, db: str = "nelo.duckdb") -> dict:
+    from .silver_helpers import silver_tables
+    from nelo_etl.config import load_config
+
+    cfg = load_config(write_config(project, database_path=f"warehouse/{db}"))
+    tables = silver_tables(cfg)
+    write_config(project, database_path="warehouse/nelo.duckdb")
+    return tables
+
+
+def test_a_release_warehouse_is_upgraded_at_start_in_one_go(project, release_warehouse, tmp_path):
+    extra = _extra_batch(project)
+    out = script("process_staging.py", project)
+    assert out.returncode == 0, out.stderr
+    assert "from schema version 0 to 1" in out.stdout
+    con = duckdb.connect(str(project / "warehouse" / "nelo.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] == 1
+    finally:
+        con.close()
+    again = script("process_staging.py", project)
+    assert again.returncode == 0 and "schema version" not in again.stdout          # once only
+    # the same as a warehouse made by this release from the same files
+    from nelo_etl import staging
+    from nelo_etl.config import load_config
+    fresh = load_config(write_config(project, database_path="warehouse/fresh.duckdb"))
+    staging.process_files(fresh, [project / "processed" / "processing_batch_20251017T155740_samples.jsonl",
+                                  project / "processed" / extra.name], move=False, refresh_gold=False)
+    write_config(project, database_path="warehouse/nelo.duckdb")
+    assert _silver(project) == _silver(project, "fresh.duckdb")
+
+
+def test_an_older_warehouse_without_recomputed_from_ts_is_upgraded_not_a_binder_error(project, release_warehouse):
+    db = project / "warehouse" / "nelo.duckdb"
+    con = duckdb.connect(str(db))
+    try:
+        tables = [t for (t,) in con.execute("SELECT table_name FROM duckdb_columns() "
+                                            "WHERE column_name = 'recomputed_from_ts'").fetchall()]
+        assert len(tables) >= 5
+        for t in tables:
+            con.execute(f"ALTER TABLE {t} DROP COLUMN recomputed_from_ts").fetchall()
+    finally:
+        con.close()
+    extra = _extra_batch(project)
+    # the release itself fails on this warehouse with a raw BinderException (the reported fault)
+    broken = subprocess.run([sys.executable, str(release_warehouse / "process_staging.py"), "--config",
+                             str(project / "config.json")], cwd=release_warehouse, capture_output=True, text=True)
+    assert broken.returncode == 1 and "Binder" in broken.stdout + broken.stderr
+    rebuilt = script("silver_transforms.py", project, "--rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "from schema version 0 to 1" in rebuilt.stdout and "Binder" not in rebuilt.stderr
+    out = script("process_staging.py", project)
+    assert out.returncode == 0, out.stderr
+    assert extra.name in out.stdout and "loaded=" in out.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert sorted(t for (t,) in con.execute("SELECT table_name FROM duckdb_columns() "
+                                                "WHERE column_name = 'recomputed_from_ts'").fetchall()) == sorted(tables)
+    finally:
+        con.close()
+    # --rebuild on a current warehouse recreates the tables (a dropped column comes back)
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("ALTER TABLE silver_user_sessions DROP COLUMN recomputed_from_ts").fetchall()
+    finally:
+        con.close()
+    assert script("silver_transforms.py", project, "--rebuild").returncode == 0
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'silver_user_sessions' "
+                           "AND column_name = 'recomputed_from_ts'").fetchall()[0][0] == 1
+    finally:
+        con.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. one precise line for each operator error
+
+def test_gold_on_an_empty_warehouse_is_one_line(project):
+    out = script("gold_transforms.py", project)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1
+    assert "no Silver tables yet: load a batch first" in out.stderr and "Exception" not in out.stderr
+
+
+def test_reprocess_of_a_missing_file_is_bad_usage(project):
+    out = script("process_staging.py", project, "--reprocess", str(project / "archive" / "nope.jsonl"))
+    assert out.returncode == cli.EXIT_CONFIG == 2 and out.stderr.count("\n") == 1
+    assert out.stderr.startswith("usage error: no such batch file:")
+
+
+def test_the_simulator_without_credentials_is_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true", HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "nelo_etl.simulate", "--events", "10", "--endpoint-url",
+                          "http://127.0.0.1:9"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1
+    assert "NoCredentialsError" in out.stderr and "Traceback" not in out.stderr
