@@ -80,6 +80,7 @@ def _run(args: argparse.Namespace, cfg: Config, queue_url: str, endpoint: str | 
         ingestor.close()
     files: list[Any] = []
     gold: Any = None
+    processing_error = None
     if not args.no_process and summary.error is None and not stopper.requested:
         from nelo_etl.staging import process_files, staging_files
         from nelo_etl.upgrade import ensure_current
@@ -91,6 +92,11 @@ def _run(args: argparse.Namespace, cfg: Config, queue_url: str, endpoint: str | 
             files, gold = run.files, run.gold
         except Terminated:
             pass
+        except Exception as exc:  # noqa: BLE001 - the batch is safe in staging/; say why it was not loaded
+            log.exception("processing staging failed")
+            text = str(exc).strip().splitlines()
+            processing_error = (f"ingested, but processing staging failed: {type(exc).__name__}: "
+                                f"{text[0][:300] if text else ''}")
         finally:
             stopper.raise_now = False
         for f in files:
@@ -99,7 +105,7 @@ def _run(args: argparse.Namespace, cfg: Config, queue_url: str, endpoint: str | 
             line = gold if isinstance(gold, str) else (
                 f"gold: views {gold['gold_views_s']:.2f} s, analytics file published in {gold['publish_s']:.2f} s")
             cli.say(line, args.json)
-    outcome = _outcome(summary, files, gold, stopper.requested)
+    outcome = _outcome(summary, files, gold, stopper.requested, processing_error)
     _record(cfg, outcome)
     cli.say(_summary_line(outcome, summary), args.json)
     if outcome["status"] == "terminated":
@@ -115,7 +121,8 @@ def _run(args: argparse.Namespace, cfg: Config, queue_url: str, endpoint: str | 
     return cli.EXIT_OK
 
 
-def _outcome(summary: RunSummary, files: list[Any], gold: Any, terminated: bool) -> dict[str, Any]:
+def _outcome(summary: RunSummary, files: list[Any], gold: Any, terminated: bool,
+             processing_error: str | None = None) -> dict[str, Any]:
     """The run's one JSON object (and what --status reads back)."""
     failed = [f for f in files if f.status == "failed"]
     error = None
@@ -125,6 +132,8 @@ def _outcome(summary: RunSummary, files: list[Any], gold: Any, terminated: bool)
         error = f"{summary.error} ({where})"
     elif failed:
         error = f"ingested, but {len(failed)} of {len(files)} staging file(s) failed; first: {failed[0].line()}"
+    elif processing_error:
+        error = processing_error
     elif isinstance(gold, str):
         error = gold
     committed = [f for f in files if f.status == "committed"]

@@ -257,6 +257,8 @@ def test_status_reports_health_and_exits_1_when_not_healthy(project, queue):
     # the analytics file older than the warehouse; no success for too long
     shutil.copyfile(SAMPLES, project / "staging" / "processing_batch_20990101T000001_more.jsonl")
     assert script("process_staging.py", project, env=env).returncode == 0
+    code, report = status(project, env)
+    assert code == 0 and sum(report["warehouse"]["dead_letters_24h"].values()) == 3   # the samples' bad three
     analytics = project / "warehouse" / "analytics.duckdb"
     os.utime(analytics, (time.time() - 3600, time.time() - 3600))
     code, report = status(project, env, "--max-age", "0.001")
