@@ -87,7 +87,9 @@ def _run(args: argparse.Namespace, cfg: Config, queue_url: str, endpoint: str | 
 
         stopper.raise_now = True
         try:
-            ensure_current(cfg)
+            upgraded = ensure_current(cfg)
+            if upgraded:
+                cli.say(upgraded.line, args.json)
             run = process_files(cfg, staging_files(cfg))
             files, gold = run.files, run.gold
         except Terminated:

@@ -34,7 +34,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 
     upgraded = ensure_current(cfg)
     if upgraded:
-        print(upgraded)
+        print(upgraded.line)
     run = process_files(cfg, paths, reprocess=bool(args.reprocess))
     for f in run.files:
         print(f.line())

@@ -26,8 +26,9 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     t0 = time.monotonic()
     upgraded = ensure_current(cfg)
     if upgraded:
-        print(upgraded)     # the upgrade is itself a rebuild
-        return cli.EXIT_OK
+        print(upgraded.line)
+        if upgraded.rebuilt:    # the upgrade was itself a rebuild
+            return cli.EXIT_OK
     con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
     try:
         with transaction(con):

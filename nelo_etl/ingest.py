@@ -27,6 +27,7 @@ import signal
 import sys
 import time
 import uuid
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -245,7 +246,7 @@ class Ingestor:
         started = time.monotonic()
         in_this_run: dict[str, str] = {}      # MessageId -> body digest, written by this run
         received_this_run: set[str] = set()   # every MessageId this run received
-        held: list[list[Any]] = []            # [entry, visible-again deadline] of undeleted messages
+        held: deque[list[Any]] = deque()      # [entry, visible-again deadline] of undeleted messages, by deadline
         while True:
             if self.should_stop():
                 self.summary.stopped = "terminated"
@@ -303,15 +304,18 @@ class Ingestor:
             if already_durable:
                 self.delete(already_durable)
 
-    def keep_hidden(self, held: list[list[Any]]) -> None:
+    def keep_hidden(self, held: deque[list[Any]]) -> None:
         """Extend the visibility of the messages this run holds (received, not yet deleted) that
         could come back before the next ReceiveMessage returns: so a run longer than
-        ``visibility_timeout_seconds`` never sees its own messages come back. Best effort: a
-        failed extension only means the message may come back and be skipped as seen."""
+        ``visibility_timeout_seconds`` never sees its own messages come back. ``held`` is ordered by
+        deadline (an extended message gets the latest one), so this looks only at those due.
+        Best effort: a failed extension only means the message may come back and be skipped as seen."""
         q = self.cfg.queue
         now = time.monotonic()
         horizon = now + q.wait_time_seconds + min(5.0, q.visibility_timeout_seconds / 2)
-        due = [h for h in held if h[1] < horizon]
+        due: list[list[Any]] = []
+        while held and held[0][1] < horizon:
+            due.append(held.popleft())
         for i in range(0, len(due), 10):
             chunk = due[i:i + 10]
             try:
@@ -319,16 +323,16 @@ class Ingestor:
                     {"Id": str(j), "ReceiptHandle": h[0]["ReceiptHandle"], "VisibilityTimeout": q.visibility_timeout_seconds}
                     for j, h in enumerate(chunk)])
             except Exception as exc:  # noqa: BLE001 - the next receive reports a real queue failure
-                log.warning("could not extend the visibility of %d messages: %s", len(chunk), _first_line(exc))
+                log.warning("could not extend the visibility of %d messages: %s", len(due) - i, _first_line(exc))
                 return
             for ok in resp.get("Successful", []):
-                chunk[int(ok["Id"])][1] = now + q.visibility_timeout_seconds
+                entry = chunk[int(ok["Id"])]
+                entry[1] = now + q.visibility_timeout_seconds
+                held.append(entry)
                 self.summary.extended += 1
             if resp.get("Failed"):
                 log.warning("%d visibility extensions failed; those messages may come back and be skipped as seen",
                             len(resp["Failed"]))
-        if due:
-            log.debug("extended the visibility of %d held messages", len(due))
 
     def delete(self, entries: list[dict[str, str]]) -> None:
         """DeleteMessageBatch in tens; a 403 (no permission) stops deleting for this run."""

@@ -7,8 +7,10 @@ rebuilds or publishes; an older warehouse is upgraded there, in ONE transaction:
 
 1. tables declared in ``sql/ddl/`` that are missing are created; columns they gained are added
    (nullable) to the existing tables (the staging tables and the ledger keep their rows);
-2. every Silver table is dropped and rebuilt from ``stg_events`` with the current SQL (Silver is
-   derived from staging, so this is always correct, and it gives each table the current shape);
+2. if any Silver table's columns differ from the current SQL's (or the SQL cannot even bind to
+   them: the ``BinderException`` of a table without ``recomputed_from_ts``), every Silver table is
+   dropped and rebuilt from ``stg_events`` with the current SQL (Silver is derived from staging,
+   so this is always correct, and it gives each table the current shape);
 3. the new version is recorded.
 
 A failure rolls everything back and is one line; the warehouse stays as it was. Raising
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from . import silver, sql
@@ -40,9 +43,15 @@ def recorded_version(con: Any) -> int | None:
     return 0 if tables else None
 
 
-def ensure_current(cfg: Config) -> str | None:
+@dataclass
+class Upgraded:
+    line: str
+    rebuilt: bool      # the Silver tables were rebuilt
+
+
+def ensure_current(cfg: Config) -> Upgraded | None:
     """Upgrade the warehouse if it is older than this release (one transaction); stamp a new one.
-    Returns a line saying what was done, or None when it was already current."""
+    Returns what was done, or None when it was already current."""
     con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
     try:
         con.execute("SET TimeZone = 'UTC'").fetchall()
@@ -57,12 +66,12 @@ def ensure_current(cfg: Config) -> str | None:
             return None
         t0 = time.monotonic()
         with transaction(con):
-            upgrade(con, cfg)
+            rebuilt = upgrade(con, cfg)
             _stamp(con, NOTES[SCHEMA_VERSION])
         line = (f"upgraded {cfg.database_path} from schema version {version} to {SCHEMA_VERSION} "
-                f"in {time.monotonic() - t0:.1f} s (Silver rebuilt)")
+                f"in {time.monotonic() - t0:.1f} s ({'Silver rebuilt' if rebuilt else 'shapes already current'})")
         log.warning("%s", line)
-        return line
+        return Upgraded(line, rebuilt)
     finally:
         con.close()
 
@@ -73,11 +82,44 @@ def _stamp(con: Any, note: str) -> None:
                 {"v": SCHEMA_VERSION, "n": note}).fetchall()
 
 
-def upgrade(con: Any, cfg: Config) -> None:
-    """Steps 1 and 2 (the caller holds the transaction)."""
+def upgrade(con: Any, cfg: Config) -> bool:
+    """Steps 1 and 2 (the caller holds the transaction); True when Silver was rebuilt."""
     add_missing_columns(con)
+    if silver_shapes_current(con, cfg):
+        return False
     rebuild_silver(con, cfg)
     sql.run_checks(con, silver.model_params(cfg, {"load_id": None, "batch_id": None}))
+    return True
+
+
+def _columns(con: Any, table: str, temporary: bool = False) -> list[tuple[str, str]]:
+    return con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t "
+                       "AND (database_name = 'temp') = $tmp ORDER BY column_index", {"t": table, "tmp": temporary}).fetchall()
+
+
+def silver_shapes_current(con: Any, cfg: Config) -> bool:
+    """Whether every existing Silver table has the columns (names and types, in order) its
+    current SELECT produces; a SELECT that no longer binds to the tables it reads means no."""
+    import duckdb
+
+    bound = silver.model_params(cfg, {"load_id": None, "batch_id": None})
+    existing = silver.existing_tables(con)
+    for model in silver.MODELS:
+        if model.name not in existing:
+            continue
+        select_sql = sql.read_sql(model.path)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _shape AS SELECT * FROM ({select_sql}) LIMIT 0",
+                        sql.params_for(select_sql, bound)).fetchall()
+        except duckdb.Error as exc:
+            log.info("Silver model %s no longer binds to this warehouse: %s", model.name, str(exc).splitlines()[0])
+            return False
+        wanted = _columns(con, "_shape", temporary=True)
+        con.execute("DROP TABLE _shape").fetchall()
+        if _columns(con, model.name) != wanted:
+            log.info("Silver table %s has another shape than its SQL", model.name)
+            return False
+    return True
 
 
 def add_missing_columns(con: Any) -> list[str]:
