@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace, cfg: Config, queue_url: str, endpoint: str | 
         stopper.raise_now = True
         try:
             upgraded = ensure_current(cfg)
-            if upgraded:
+            if upgraded and upgraded.rebuilt:    # a stamp alone is only logged
                 cli.say(upgraded.line, args.json)
             run = process_files(cfg, staging_files(cfg))
             files, gold = run.files, run.gold

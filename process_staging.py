@@ -33,7 +33,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     from nelo_etl.upgrade import ensure_current
 
     upgraded = ensure_current(cfg)
-    if upgraded:
+    if upgraded and upgraded.rebuilt:    # a stamp alone is only logged
         print(upgraded.line)
     run = process_files(cfg, paths, reprocess=bool(args.reprocess))
     for f in run.files:

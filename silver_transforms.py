@@ -25,10 +25,9 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         return cli.EXIT_OK
     t0 = time.monotonic()
     upgraded = ensure_current(cfg)
-    if upgraded:
+    if upgraded and upgraded.rebuilt:    # the upgrade was itself a rebuild (a stamp alone is only logged)
         print(upgraded.line)
-        if upgraded.rebuilt:    # the upgrade was itself a rebuild
-            return cli.EXIT_OK
+        return cli.EXIT_OK
     con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
     try:
         with transaction(con):
