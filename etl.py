@@ -102,7 +102,7 @@ def _run(args: argparse.Namespace, cfg: Config, queue_url: str, endpoint: str | 
         finally:
             stopper.raise_now = False
         for f in files:
-            cli.say(f.line(), args.json)
+            cli.say(f.line(), args.json, to_log=False)      # staging logged it
         if isinstance(gold, dict) or isinstance(gold, str):
             line = gold if isinstance(gold, str) else (
                 f"gold: views {gold['gold_views_s']:.2f} s, analytics file published in {gold['publish_s']:.2f} s")

@@ -69,9 +69,11 @@ def emit(text: str) -> None:
         log.warning("stdout was closed by its reader; output dropped (the run itself goes on)")
 
 
-def say(text: str, json_mode: bool = False) -> None:
-    """A human line: on stdout, or on stderr when stdout carries JSON; always in the log."""
-    log.info("%s", text, extra={"console": False})
+def say(text: str, json_mode: bool = False, to_log: bool = True) -> None:
+    """A human line: on stdout, or on stderr when stdout carries JSON; in the log unless
+    ``to_log`` is false (a line the code that made it already logged)."""
+    if to_log:
+        log.info("%s", text, extra={"console": False})
     if json_mode:
         print(text, file=sys.stderr, flush=True)
     else:
