@@ -353,10 +353,19 @@ def test_dead_letters_are_replayed_after_a_parser_fix_once_and_resolved(project,
     assert counts()[0] == events_after
 
 
-def test_runs_that_dead_letter_say_how_many(project):
+def test_runs_that_dead_letter_say_how_many(project, queue):
     copy_samples(project / "staging")
     out = script("process_staging.py", project)
     assert out.returncode == 0 and "dead_lettered=3" in out.stdout
+    sqs, url = queue
+    fast_queue_config(project, visibility=30)
+    send(sqs, url, 10)
+    for body in ("not json", "[1, 2]"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    run = script("etl.py", project, env=etl_env(sqs.meta.endpoint_url, url))
+    assert run.returncode == 0, run.stderr
+    summary = [line for line in run.stdout.splitlines() if line.startswith("etl: ")][-1]
+    assert "received=12 " in summary and summary.endswith("dead_lettered=2")
 
 
 # ---------------------------------------------------------------------------------------------
