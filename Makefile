@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and install
 # the pinned requirements first (only again when a requirements file changes).
+# Production: `make install` (runtime requirements only, no test tools) and the README's cron line.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -7,20 +8,31 @@ STAMP  := $(VENV)/.installed
 # A DuckDB 1.x beside it, only for the test that opens the published files as analysts' tools do
 DUCK1  := .venv-duckdb1
 DUCK1_STAMP := $(DUCK1)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: demo test bench browser dashboard clean help
+.PHONY: install demo test bench browser dashboard clean help
 
 help:
-	@echo "make demo   - local SQS server + simulated traffic + the pipeline, end to end"
-	@echo "make test   - the test suite (what CI runs)"
-	@echo "make bench  - the benchmarks (writes bench/RESULTS.md)"
-	@echo "make browser - install Debian's chromium if missing (the dashboard's browser test; CI runs it)"
+	@echo "make install   - production: .venv with the runtime requirements only, and the logs/ and work/ folders"
+	@echo "make demo      - local SQS server + simulated traffic + the pipeline, end to end"
+	@echo "make test      - the test suite (what CI runs)"
+	@echo "make bench     - the benchmarks (writes bench/RESULTS.md)"
+	@echo "make browser   - install Debian's chromium if missing (the dashboard's browser test; CI runs it)"
 	@echo "make dashboard - the dashboard of the demo's data: .demo/site/index.html (run make demo first)"
+
+$(RUNTIME_STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(RUNTIME_STAMP)
+
+install: $(RUNTIME_STAMP)
+	mkdir -p logs work
+	@echo "installed: $(VENV) (runtime only); now put .env beside config.json (chmod 600) and the cron line (README)"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME_STAMP)
 
 $(DUCK1_STAMP): requirements-duckdb1.txt
 	$(PYTHON) -m venv $(DUCK1)

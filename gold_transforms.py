@@ -15,6 +15,7 @@ import duckdb
 from nelo_etl import cli, dashboard, gold, warehouse
 from nelo_etl.config import Config
 from nelo_etl.db import connect, ensure_schema
+from nelo_etl.upgrade import ensure_current
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
@@ -61,9 +62,14 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             sys.stdout.write(text)
         return cli.EXIT_OK
     warehouse.check_present(cfg)
+    ensure_current(cfg)
     con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
     try:
         ensure_schema(con)
+        if "fct_events" not in {r[0] for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}:
+            raise cli.Failure(f"the warehouse {cfg.database_path} has no Silver tables yet: load a batch first "
+                              f"(./process_staging.py or ./etl.py); there is nothing to publish")
         timings = gold.refresh(cfg, con)
     finally:
         con.close()

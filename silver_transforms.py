@@ -9,7 +9,8 @@ import time
 
 from nelo_etl import cli, silver, sql
 from nelo_etl.config import Config
-from nelo_etl.db import connect, ensure_schema, transaction
+from nelo_etl.db import connect, transaction
+from nelo_etl.upgrade import ensure_current, rebuild_silver
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
@@ -23,11 +24,15 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             print("nothing rebuilt: per-batch Silver runs inside process_staging.py; --rebuild to rebuild all")
         return cli.EXIT_OK
     t0 = time.monotonic()
+    upgraded = ensure_current(cfg)
+    if upgraded and upgraded.rebuilt:    # the upgrade was itself a rebuild (a stamp alone is only logged)
+        print(upgraded.line)
+        return cli.EXIT_OK
     con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
     try:
-        ensure_schema(con)
         with transaction(con):
-            written = silver.rebuild(con, cfg)
+            # dropped and recreated, not emptied: each table takes the current SELECT's shape
+            written = rebuild_silver(con, cfg)
             sql.run_checks(con, silver.model_params(cfg, {"load_id": None, "batch_id": None}))
     finally:
         con.close()

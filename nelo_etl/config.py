@@ -10,11 +10,12 @@ from __future__ import annotations
 import grp
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config.json"
@@ -32,9 +33,22 @@ class QueueSettings(BaseModel):
         None, description="SQS endpoint (a local server); AWS_ENDPOINT_URL in the environment wins")
     wait_time_seconds: int = Field(20, ge=0, le=20, description="long-poll wait per ReceiveMessage call")
     visibility_timeout_seconds: int = Field(
-        300, ge=0, description="how long a received message stays hidden from other consumers")
+        300, ge=0, le=43200, description="how long a received message stays hidden from other consumers; "
+        "a run extends it for the messages it holds, so it need not cover the run (at least 2 x wait_time_seconds + 2)")
     max_messages_per_run: int = Field(50_000, ge=1, description="stop polling after this many messages")
     max_seconds_per_run: float = Field(600.0, gt=0, description="stop polling after this many seconds")
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_a_long_poll(self) -> "QueueSettings":
+        # The run extends the visibility of the messages it holds between two ReceiveMessage
+        # calls; a call can block wait_time_seconds, so the timeout must outlast it with room to
+        # spare, or messages come back while the run still holds them (0 drains 10 a run).
+        least = 2 * self.wait_time_seconds + 2
+        if self.visibility_timeout_seconds < least:
+            raise ValueError(
+                f"visibility_timeout_seconds ({self.visibility_timeout_seconds}) must be at least "
+                f"2 x wait_time_seconds + 2 ({least}): received messages would come back during the run")
+        return self
 
 
 #: Gold views by team (README: "Each team sees its own answers"); the names are sql/gold/ files.
@@ -208,22 +222,59 @@ def _one_line(exc: ValidationError) -> str:
     where = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"unknown key {where!r}"
+    if err["type"] == "value_error":      # a cross-field rule: its message names the keys
+        return f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
     got = err.get("input")
     shown = json.dumps(got)[:60] if isinstance(got, (str, int, float, bool, type(None))) else type(got).__name__
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{where}: {err['msg'].lower()} (got {shown}){more}"
 
 
-def load_env(config: Config | None = None) -> None:
-    """Load ``.env`` (beside the config file, then the working directory) without overriding
-    variables already set: the real environment always wins."""
-    from dotenv import load_dotenv
+#: The only keys a ``.env`` file may set: the ones ``.env.example`` lists (set or commented out).
+ENV_EXAMPLE = ROOT / ".env.example"
 
-    candidates = [config.path.parent / ".env"] if config else []
-    candidates.append(Path.cwd() / ".env")
-    for candidate in candidates:
-        if candidate.is_file():
-            load_dotenv(candidate, override=False)
+
+def env_keys() -> set[str]:
+    """The variable names ``.env.example`` lists, as ``NAME=`` or ``# NAME=``."""
+    text = ENV_EXAMPLE.read_text(encoding="utf-8") if ENV_EXAMPLE.is_file() else ""
+    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", text, re.M))
+
+
+def load_env(config: Config | None = None) -> list[str]:
+    """Load ``.env`` from beside the config file (never the working directory: a ``.env`` there
+    could point ``AWS_CONFIG_FILE`` at a ``credential_process`` or redirect the endpoint), taking
+    only the keys ``.env.example`` lists and never overriding variables already set: the real
+    environment always wins. A ``.env`` owned by another user or writable by group or others is
+    refused (ConfigError, exit 2). Returns the names it set."""
+    from dotenv import dotenv_values
+
+    if config is None:
+        return []
+    candidate = config.path.parent / ".env"
+    if not candidate.is_file():
+        return []
+    st = candidate.stat()
+    if st.st_uid != os.getuid():
+        raise ConfigError(f"{candidate}: refusing a .env owned by another user (uid {st.st_uid}); "
+                          f"it must belong to the user running the job")
+    if st.st_mode & 0o022:
+        raise ConfigError(f"{candidate}: refusing a .env writable by group or others "
+                          f"(mode {st.st_mode & 0o777:o}); chmod 600 it")
+    allowed = env_keys()
+    ignored = []
+    set_now = []
+    for key, value in dotenv_values(candidate).items():
+        if key not in allowed:
+            ignored.append(key)
+            continue
+        if value is not None and key not in os.environ:
+            os.environ[key] = value
+            set_now.append(key)
+    if ignored:
+        import logging
+        logging.getLogger("nelo_etl.config").warning(
+            "%s: ignored keys .env.example does not list: %s", candidate, ", ".join(sorted(ignored)))
+    return set_now
 
 
 def settings_table() -> list[tuple[str, str, str, str]]:

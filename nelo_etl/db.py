@@ -32,7 +32,7 @@ def connect(path: Path, timeout_s: float, read_only: bool = False,
     config = {"memory_limit": memory_limit} if memory_limit else {}
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only, config=config)
+            con = duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise
@@ -44,6 +44,11 @@ def connect(path: Path, timeout_s: float, read_only: bool = False,
             log.info("database busy, retrying: %s", str(exc).splitlines()[0])
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+            continue
+        # now() and casts of TIMESTAMPTZ follow the session time zone, which DuckDB takes from TZ:
+        # every timestamp the pipeline writes is UTC, whatever TZ the job runs under
+        con.execute("SET TimeZone = 'UTC'").fetchall()
+        return con
 
 
 @contextmanager

@@ -18,6 +18,7 @@ skipped as seen. The database deduplicates by event identity, so even a cache lo
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import signal
 import sys
 import time
 import uuid
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,7 +43,11 @@ LOCK_NAME = "etl.lock"
 
 
 class LockHeld(Exception):
-    """Another run holds the lock."""
+    """Another run holds the lock. ``stale``: it has held it longer than a run can last."""
+
+    def __init__(self, message: str, stale: bool = False) -> None:
+        super().__init__(message)
+        self.stale = stale
 
 
 def crash_point(name: str) -> None:
@@ -100,13 +106,36 @@ def cut_to_last_line(path: Path) -> int:
     return keep
 
 
-def message_ids_of(path: Path) -> list[str]:
-    ids = []
+def encode_text(text: str) -> bytes:
+    """UTF-8 bytes of text as received. A server can deliver lone surrogates (U+DCFF): those
+    become the invalid bytes they stand for, which staging dead-letters as ``invalid_utf8``;
+    writing never fails on them (a failure here would keep the message on the queue forever)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def body_digest(body: str) -> str:
+    """What the seen-cache remembers of a message: a hash of its body as written."""
+    return hashlib.sha256(encode_text(body)).hexdigest()[:32]
+
+
+def message_digests_of(path: Path) -> list[tuple[str, str]]:
+    """(MessageId, body digest) of every line of a batch file. Never fails on a line: undecodable
+    bytes are read as surrogate escapes, and a line that is not a message envelope is skipped
+    here (staging dead-letters it); a failure would make recovery fail on every run."""
+    pairs = []
     with open(path, "rb") as fh:
-        for line in fh:
-            if line.strip():
-                ids.append(json.loads(line)["MessageId"])
-    return ids
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8", "surrogateescape"))
+                pairs.append((str(obj["MessageId"]), body_digest(str(obj.get("Body", "")))))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                log.warning("%s line %d is not a message envelope; staging will dead-letter it", path.name, number)
+    return pairs
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,7 +146,10 @@ class RunSummary:
     received: int = 0
     new: int = 0
     skipped_seen: int = 0
+    conflicts: int = 0              # a seen MessageId with another body: written again
     deleted: int = 0
+    extended: int = 0               # visibility extensions of messages this run held
+    stopped: str = "-"              # why polling stopped: queue_empty|max_messages|max_seconds|error|terminated
     recovered_batches: list[str] = field(default_factory=list)
     batch_file: str | None = None
     seconds: float = 0.0
@@ -125,20 +157,23 @@ class RunSummary:
     error: str | None = None
 
     def line(self) -> str:
-        return (f"etl: received={self.received} new={self.new} skipped_seen={self.skipped_seen} "
-                f"deleted={self.deleted} batch={self.batch_file or '-'} seconds={self.seconds:.1f}"
+        return (f"received={self.received} new={self.new} skipped_seen={self.skipped_seen} "
+                f"conflicts={self.conflicts} deleted={self.deleted} stopped={self.stopped} "
+                f"batch={self.batch_file or '-'} seconds={self.seconds:.1f}"
                 + (f" recovered={len(self.recovered_batches)}" if self.recovered_batches else "")
                 + (" delete=denied" if self.delete_denied else ""))
 
-    def json_line(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class Ingestor:
     """One etl.py run against one queue."""
 
-    def __init__(self, cfg: Config, queue_url: str, endpoint_url: str | None) -> None:
+    def __init__(self, cfg: Config, queue_url: str, endpoint_url: str | None,
+                 should_stop: Any = None) -> None:
         self.cfg = cfg
+        self.should_stop = should_stop or (lambda: False)   # SIGTERM asked for a stop
         self.queue_url = queue_url
         self.endpoint_url = endpoint_url
         self.work = Path(cfg.work_dir)
@@ -199,52 +234,105 @@ class Ingestor:
         durable_copy(sealed, Path(self.cfg.staging_dir))
         crash_point("after_publish")
         ttl = self.cfg.message_cache_ttl_seconds
-        for message_id in message_ids_of(sealed):
-            self.seen.set(message_id, True, expire=ttl)
+        for message_id, digest in message_digests_of(sealed):
+            self.seen.set(message_id, digest, expire=ttl)
         sealed.unlink()
         fsync_dir(self.work)
 
     def poll(self, raw_fh: Any, to_delete: list[dict[str, str]]) -> None:
-        """Receive until the queue is empty or a per-run limit is reached."""
+        """Receive until the queue is empty, a per-run limit is reached or a stop is asked for.
+        Sets ``summary.stopped`` to the reason."""
         q = self.cfg.queue
         started = time.monotonic()
-        in_this_run: set[str] = set()          # written to the raw file by this run
-        received_this_run: set[str] = set()    # every MessageId this run received
-        while self.summary.received < q.max_messages_per_run and time.monotonic() - started < q.max_seconds_per_run:
+        in_this_run: dict[str, str] = {}      # MessageId -> body digest, written by this run
+        received_this_run: set[str] = set()   # every MessageId this run received
+        held: deque[list[Any]] = deque()      # [entry, visible-again deadline] of undeleted messages, by deadline
+        while True:
+            if self.should_stop():
+                self.summary.stopped = "terminated"
+                break
+            if self.summary.received >= q.max_messages_per_run:
+                self.summary.stopped = "max_messages"
+                break
+            if time.monotonic() - started >= q.max_seconds_per_run:
+                self.summary.stopped = "max_seconds"
+                break
+            self.keep_hidden(held)
             want = min(10, q.max_messages_per_run - self.summary.received)
+            asked = time.monotonic()
             resp = self.sqs.receive_message(
                 QueueUrl=self.queue_url, MaxNumberOfMessages=want, WaitTimeSeconds=q.wait_time_seconds,
                 VisibilityTimeout=q.visibility_timeout_seconds,
                 MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"])
             messages = resp.get("Messages", [])
             if all(m["MessageId"] in received_this_run for m in messages):
-                break     # only messages this run already had: they are cycling back, nothing new
+                self.summary.stopped = "queue_empty"   # empty, or only what this run already had
+                break
             received_this_run.update(m["MessageId"] for m in messages)
             already_durable: list[dict[str, str]] = []
             for m in messages:
                 self.summary.received += 1
                 mid = m["MessageId"]
+                digest = body_digest(m["Body"])
                 entry = {"Id": "0", "ReceiptHandle": m["ReceiptHandle"]}
-                if mid in in_this_run:
+                if in_this_run.get(mid) == digest:
                     # redelivered within this run: written but not yet durable; delete after sealing
                     self.summary.skipped_seen += 1
                     to_delete.append(entry)
+                    held.append([entry, asked + q.visibility_timeout_seconds])
                     continue
-                if mid in self.seen:
-                    # durable in an earlier batch file: delete it now, so it stops coming back
+                known = None if mid in in_this_run else self.seen.get(mid)
+                if known is not None and (known is True or known == digest):
+                    # durable in an earlier batch file (True: remembered before bodies were hashed)
                     self.summary.skipped_seen += 1
                     already_durable.append(entry)
                     continue
-                in_this_run.add(mid)
+                if known is not None or mid in in_this_run:
+                    # the same MessageId with another body (a misbehaving proxy or server): write it;
+                    # the warehouse deduplicates by event_id, so a true duplicate still counts once
+                    self.summary.conflicts += 1
+                    log.warning("MessageId %s was seen before with another body; writing it again", mid)
+                in_this_run[mid] = digest
                 line = json.dumps({"MessageId": mid, "Attributes": m.get("Attributes", {}), "Body": m["Body"]},
                                   ensure_ascii=False)
-                raw_fh.write(line.encode("utf-8", "surrogateescape") + b"\n")
+                raw_fh.write(encode_text(line) + b"\n")
                 self.summary.new += 1
                 to_delete.append(entry)
+                held.append([entry, asked + q.visibility_timeout_seconds])
             raw_fh.flush()
             crash_point("while_polling")
             if already_durable:
                 self.delete(already_durable)
+
+    def keep_hidden(self, held: deque[list[Any]]) -> None:
+        """Extend the visibility of the messages this run holds (received, not yet deleted) that
+        could come back before the next ReceiveMessage returns: so a run longer than
+        ``visibility_timeout_seconds`` never sees its own messages come back. ``held`` is ordered by
+        deadline (an extended message gets the latest one), so this looks only at those due.
+        Best effort: a failed extension only means the message may come back and be skipped as seen."""
+        q = self.cfg.queue
+        now = time.monotonic()
+        horizon = now + q.wait_time_seconds + min(5.0, q.visibility_timeout_seconds / 2)
+        due: list[list[Any]] = []
+        while held and held[0][1] < horizon:
+            due.append(held.popleft())
+        for i in range(0, len(due), 10):
+            chunk = due[i:i + 10]
+            try:
+                resp = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=[
+                    {"Id": str(j), "ReceiptHandle": h[0]["ReceiptHandle"], "VisibilityTimeout": q.visibility_timeout_seconds}
+                    for j, h in enumerate(chunk)])
+            except Exception as exc:  # noqa: BLE001 - the next receive reports a real queue failure
+                log.warning("could not extend the visibility of %d messages: %s", len(due) - i, _first_line(exc))
+                return
+            for ok in resp.get("Successful", []):
+                entry = chunk[int(ok["Id"])]
+                entry[1] = now + q.visibility_timeout_seconds
+                held.append(entry)
+                self.summary.extended += 1
+            if resp.get("Failed"):
+                log.warning("%d visibility extensions failed; those messages may come back and be skipped as seen",
+                            len(resp["Failed"]))
 
     def delete(self, entries: list[dict[str, str]]) -> None:
         """DeleteMessageBatch in tens; a 403 (no permission) stops deleting for this run."""
@@ -282,6 +370,7 @@ class Ingestor:
                     self.poll(fh, to_delete)
                 except Exception as exc:  # noqa: BLE001 - keep what was received, then fail
                     self.summary.error = f"queue failure: {type(exc).__name__}: {_first_line(exc)}"
+                    self.summary.stopped = "error"
                     log.error("%s", self.summary.error)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -314,8 +403,22 @@ def queue_target(cfg: Config) -> tuple[str, str | None]:
     return queue_url, endpoint
 
 
+OWNER_NAME = "etl.lock.owner"
+
+
+def max_run_seconds(cfg: Config) -> float:
+    """How long a run can hold the lock, from the config: polling lasts at most
+    ``max_seconds_per_run`` plus one long poll; loading and publishing get as long again, plus
+    ``db_lock_timeout_seconds`` for each of their two waits on the database. A lock held longer
+    belongs to a hung run. (Defaults: 2 x 620 + 120 = 1,360 s, under two 15-minute slots.)"""
+    q = cfg.queue
+    return 2 * (q.max_seconds_per_run + q.wait_time_seconds) + 2 * cfg.db_lock_timeout_seconds
+
+
 def acquire_lock(cfg: Config) -> Any:
-    """The run lock (an flock on work/etl.lock, released by the OS even on kill -9)."""
+    """The run lock (an flock on work/etl.lock, released by the OS even on kill -9). The holder
+    notes its PID and start in work/etl.lock.owner, so a run that finds the lock held can tell a
+    slow run (LockHeld: skip) from a hung one (LockHeld with ``stale``: an error)."""
     from filelock import FileLock, Timeout
 
     work = Path(cfg.work_dir)
@@ -324,8 +427,42 @@ def acquire_lock(cfg: Config) -> Any:
     try:
         lock.acquire()
     except Timeout:
-        raise LockHeld(f"another etl.py run holds {work / LOCK_NAME}") from None
+        raise _lock_held(cfg, work) from None
+    owner = {"pid": os.getpid(), "since_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "since_epoch": time.time()}
+    tmp = work / f".{OWNER_NAME}.tmp"
+    tmp.write_text(json.dumps(owner), encoding="utf-8")
+    os.replace(tmp, work / OWNER_NAME)
     return lock
+
+
+def release_lock(lock: Any, cfg: Config) -> None:
+    """Drop the owner note, then the lock."""
+    try:
+        (Path(cfg.work_dir) / OWNER_NAME).unlink()
+    except FileNotFoundError:
+        pass
+    lock.release()
+
+
+def _lock_held(cfg: Config, work: Path) -> LockHeld:
+    try:
+        owner = json.loads((work / OWNER_NAME).read_text(encoding="utf-8"))
+        pid, since, age = owner["pid"], owner["since_utc"], time.time() - float(owner["since_epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return LockHeld(f"another etl.py run holds {work / LOCK_NAME}")
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:       # a note left by a killed run; the new holder has not written yet
+        return LockHeld(f"another etl.py run holds {work / LOCK_NAME}")
+    except (PermissionError, ValueError):
+        pass
+    limit = max_run_seconds(cfg)
+    if age > limit:
+        return LockHeld(f"etl.py run pid {pid} has held {work / LOCK_NAME} since {since} ({age:.0f} s, longer "
+                        f"than a run can last: {limit:.0f} s); it is probably hung: check it, kill it if so",
+                        stale=True)
+    return LockHeld(f"another etl.py run (pid {pid}, since {since}) holds {work / LOCK_NAME}")
 
 
 def sqs_client(cfg: Config, endpoint_url: str | None) -> Any:

@@ -581,7 +581,16 @@ def main(argv: list[str] | None = None) -> int:
         paths = write_batches(messages, args.out, args.batches, args.batch_minutes, cfg.seed)
         where = f"{len(paths)} batch files in {args.out}"
     else:
-        send_to_queue(messages, args.endpoint_url, args.queue_name)
+        from botocore.exceptions import BotoCoreError, ClientError
+        try:
+            send_to_queue(messages, args.endpoint_url, args.queue_name)
+        except (BotoCoreError, ClientError) as exc:
+            # one line, not a traceback: usually missing credentials or an unreachable server
+            text = str(exc).strip().splitlines()
+            print(f"error: cannot send to queue {args.queue_name} at {args.endpoint_url}: {type(exc).__name__}: "
+                  f"{text[0][:300] if text else ''} (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; "
+                  f"a local moto server accepts any)", file=sys.stderr)
+            return 1
         where = f"queue {args.queue_name} at {args.endpoint_url}"
     seconds = time.perf_counter() - t0
     print(f"simulated {cfg.events} events as {len(messages)} messages into {where} "

@@ -434,6 +434,9 @@ class _Load:
     dead_letters: list[dict[str, Any]]
     tag: int = 0
     t0: float = 0.0
+    #: ``hook(con, load_id)``, run inside the load's transaction after its staging (a replay marks
+    #: its dead letters resolved there, so both commit or neither)
+    hook: Any = None
 
 
 #: Several waiting files (a backfill, a catch-up, a day of archives) load in one transaction, up
@@ -443,9 +446,11 @@ GROUP_MAX_FILES = 64
 GROUP_MAX_BYTES = 256 * 2**20
 
 
-def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | None = None) -> FileResult:
+def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | None = None,
+              in_transaction: Any = None) -> FileResult:
     """Load one batch file in one transaction. Raises on failure (the database is unchanged);
     raises FileWaiting when the file is not ready and NotRegularFile for anything but a file.
+    ``in_transaction(con, load_id)``, if given, runs inside that transaction (dead-letter replay).
 
     When the transaction fails for a data reason (a data check, a cast or overflow), the lines
     that cause it are isolated by bisection (trial transactions, rolled back) and dead-lettered as
@@ -457,6 +462,7 @@ def load_file(cfg: Config, path: Path, reprocess: bool = False, parser: str | No
         load = _prepare(con, cfg, path, reprocess, parser, tag=0)
         if isinstance(load, FileResult):
             return load
+        load.hook = in_transaction
         _load_alone(con, load)
     finally:
         con.close()
@@ -595,6 +601,8 @@ def _transaction(con: Any, loads: list[_Load], clock: "_Clock | None", trial: bo
             if grouped:
                 _rename_parse_tables(con, f"_{load.tag}", "")
             _stage_one(con, load, load_id)
+            if load.hook is not None:
+                load.hook(con, load_id)
             if grouped:
                 _rename_parse_tables(con, "", f"_{load.tag}")
         crash_point("during_load")
@@ -660,7 +668,7 @@ def _isolate(con: Any, load: _Load, first_error: BaseException) -> dict[int, tup
                     "WHERE line_number IN (SELECT unnest($lines::INTEGER[]))", {"lines": subset}).fetchall()
         trial_result = FileResult(load.path.name, "trial")
         trial = _Load(load.cfg, load.path, load.sha, load.batch_id, load.reprocess, load.started, load.identity,
-                      trial_result, load.dead_letters, load.tag)
+                      trial_result, load.dead_letters, load.tag, hook=load.hook)
         try:
             _transaction(con, [trial], None, trial=True)
         except Exception as exc:  # noqa: BLE001

@@ -4,7 +4,8 @@ Modes: ``pass`` forwards; ``vanish`` drops every connection without an answer (a
 went away); ``error:<status>`` answers with that HTTP status and an AWS-shaped error body
 (503 for 5xx, 400 + ThrottlingException for throttling). ``fail_after`` switches from ``pass``
 to ``fail_mode`` after that many forwarded requests; ``fail_count`` limits how many requests fail
-before it passes again (None: forever).
+before it passes again (None: forever). ``rewrite``, if set, maps each forwarded response body
+(bytes) to the bytes sent back (a server or proxy that alters what it delivers).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class FaultProxy:
         self.forwarded = 0
         self.failed = 0
         self.actions: list[str] = []
+        self.rewrite = None
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -94,6 +96,8 @@ class FaultProxy:
         conn.request(h.command, h.path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
+        if self.rewrite is not None:
+            data = self.rewrite(data)
         h.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):

@@ -79,13 +79,13 @@ def test_failures_are_exit_1_with_one_line(project, capsys):
 
 
 def test_env_file_fills_but_never_overrides_the_environment(project, monkeypatch):
-    (project / ".env").write_text("NELO_TEST_A=from-file\nNELO_TEST_B=from-file\n")
-    monkeypatch.setenv("NELO_TEST_B", "from-env")
-    monkeypatch.delenv("NELO_TEST_A", raising=False)
+    (project / ".env").write_text("SQS_QUEUE_URL=from-file\nAWS_DEFAULT_REGION=from-file\n")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "from-env")
+    monkeypatch.delenv("SQS_QUEUE_URL", raising=False)
     config.load_env(load_config(project / "config.json"))
     import os
-    assert os.environ["NELO_TEST_A"] == "from-file" and os.environ["NELO_TEST_B"] == "from-env"
-    monkeypatch.delenv("NELO_TEST_A")
+    assert os.environ["SQS_QUEUE_URL"] == "from-file" and os.environ["AWS_DEFAULT_REGION"] == "from-env"
+    monkeypatch.delenv("SQS_QUEUE_URL")
 
 
 def test_readme_documents_every_setting_with_its_default():
