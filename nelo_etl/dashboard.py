@@ -135,10 +135,12 @@ def collect(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                (SELECT max(finished_ts) FROM etl_batches WHERE status = 'committed') AS last_batch_committed_ts,
                (SELECT max(event_ts) FROM fct_events)                               AS newest_event_ts,
                (SELECT max(last_event_ts) FROM dim_platforms)                       AS as_of_ts,
-               -- etl_batches times are written as now()::TIMESTAMP, so compare on the same clock
+               -- etl_batches times are UTC whatever TZ says, so compare with now in UTC; open
+               -- dead letters only (a superseded or replayed one is resolved)
                (SELECT count(*) FROM dead_letter_messages AS d JOIN etl_batches AS b USING (load_id)
-                 WHERE b.finished_ts >= now()::TIMESTAMP - INTERVAL 24 HOUR)        AS dead_letters_24h,
-               now()::TIMESTAMP                                                     AS generated_ts
+                 WHERE b.finished_ts >= (now() AT TIME ZONE 'UTC') - INTERVAL 24 HOUR
+                   AND d.resolved_ts IS NULL)                                       AS dead_letters_24h,
+               (now() AT TIME ZONE 'UTC')                                           AS generated_ts
     """)[0]
     data["segments"] = []
     for title, view, meaning in SEGMENTS:

@@ -125,7 +125,8 @@ def warehouse_facts(cfg: Config) -> dict[str, Any]:
         if {"dead_letter_messages", "etl_batches"} <= tables:
             rows = con.execute(
                 "SELECT d.reason, count(*) FROM dead_letter_messages d JOIN etl_batches b USING (load_id) "
-                "WHERE b.finished_ts >= now()::TIMESTAMP - INTERVAL 24 HOUR GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+                "WHERE b.finished_ts >= now()::TIMESTAMP - INTERVAL 24 HOUR AND d.resolved_ts IS NULL "
+                "GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
             facts["dead_letters_24h"] = {reason: n for reason, n in rows}
     finally:
         con.close()
