@@ -82,16 +82,22 @@ def _run(args: argparse.Namespace, cfg: Config, queue_url: str, endpoint: str | 
     gold: Any = None
     processing_error = None
     if not args.no_process and summary.error is None and not stopper.requested:
-        from nelo_etl.staging import process_files, staging_files
+        from nelo_etl.staging import StagingBusy, process_files, staging_files, staging_lock
         from nelo_etl.upgrade import ensure_current
 
         stopper.raise_now = True
         try:
-            upgraded = ensure_current(cfg)
-            if upgraded and upgraded.rebuilt:    # a stamp alone is only logged
-                cli.say(upgraded.line, args.json)
-            run = process_files(cfg, staging_files(cfg))
-            files, gold = run.files, run.gold
+            lock = staging_lock(cfg)     # a loader run by hand has the files: leave them to it
+            try:
+                upgraded = ensure_current(cfg)
+                if upgraded and upgraded.rebuilt:    # a stamp alone is only logged
+                    cli.say(upgraded.line, args.json)
+                run = process_files(cfg, staging_files(cfg), lock=False)
+                files, gold = run.files, run.gold
+            finally:
+                lock.release()
+        except StagingBusy as exc:
+            cli.say(f"processing skipped: {exc}", args.json)
         except Terminated:
             pass
         except Exception as exc:  # noqa: BLE001 - the batch is safe in staging/; say why it was not loaded

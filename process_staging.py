@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nelo_etl import cli
 from nelo_etl.config import Config
-from nelo_etl.staging import StagingBusy, process_files, staging_files
+from nelo_etl.staging import StagingBusy, process_files, staging_files, staging_lock
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
@@ -32,14 +32,19 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     from nelo_etl.status import record_files
     from nelo_etl.upgrade import ensure_current
 
-    upgraded = ensure_current(cfg)
-    if upgraded and upgraded.rebuilt:    # a stamp alone is only logged
-        print(upgraded.line)
+    # the loader's lock first: a second loader must skip at once, not wait for the warehouse
     try:
-        run = process_files(cfg, paths, reprocess=bool(args.reprocess))
+        lock = staging_lock(cfg)
     except StagingBusy as exc:
         print(f"skipped: {exc}", file=sys.stderr)
         return cli.EXIT_SKIPPED
+    try:
+        upgraded = ensure_current(cfg)
+        if upgraded and upgraded.rebuilt:    # a stamp alone is only logged
+            print(upgraded.line)
+        run = process_files(cfg, paths, reprocess=bool(args.reprocess), lock=False)
+    finally:
+        lock.release()
     for f in run.files:
         print(f.line())
     record_files(cfg, [{"file_name": f.file_name, "status": f.status, "error": f.error} for f in run.files])

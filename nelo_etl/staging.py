@@ -934,9 +934,12 @@ def staging_lock(cfg: Config) -> Any:
 
 
 def process_files(cfg: Config, paths: Sequence[Path], reprocess: bool = False,
-                  move: bool = True, refresh_gold: bool = True) -> RunResult:
+                  move: bool = True, refresh_gold: bool = True, lock: bool = True) -> RunResult:
     """Load each file; one failing file does not stop the others (results never depend on order).
-    Raises StagingBusy when another loader runs."""
+    Raises StagingBusy when another loader runs (``lock=False``: the caller holds the staging
+    lock already, taken before anything else touches the warehouse)."""
+    if not lock:
+        return _process_files(cfg, paths, reprocess, move, refresh_gold)
     lock = staging_lock(cfg)
     try:
         return _process_files(cfg, paths, reprocess, move, refresh_gold)

@@ -55,14 +55,15 @@ def record_run(cfg: Config, outcome: dict[str, Any]) -> None:
 
 
 def record_files(cfg: Config, files: list[dict[str, Any]]) -> None:
-    """Keep ``staging_failures.json``: the latest error of each file that failed to load
-    (dropped once the file loads)."""
+    """Keep ``staging_failures.json``: the latest error of each file that failed to load, or that
+    is not a regular file the loader will ever read (ignored: a symlink, FIFO, folder ...), so
+    --status flags it until someone acts; dropped once the file loads."""
     if not files:
         return
     path = Path(cfg.work_dir) / STAGING_FAILURES
     failures = _read_json(path) or {}
     for f in files:
-        if f["status"] == "failed":
+        if f["status"] in ("failed", "ignored"):
             failures[f["file_name"]] = {"error": f.get("error"), "at_utc": _now_iso()}
         else:
             failures.pop(f["file_name"], None)

@@ -55,7 +55,11 @@ class Upgraded:
 
 def ensure_current(cfg: Config) -> Upgraded | None:
     """Upgrade the warehouse if it is older than this release (one transaction); stamp a new one.
-    Returns what was done, or None when it was already current."""
+    Returns what was done, or None when it was already current. A warehouse lost after loads
+    (processed/ holds files) is an error here: opening it would create a new, empty one."""
+    from .warehouse import check_present
+
+    check_present(cfg)
     con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
     try:
         con.execute("SET TimeZone = 'UTC'").fetchall()

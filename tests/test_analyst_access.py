@@ -287,7 +287,7 @@ def test_team_config_is_validated_and_a_dropped_team_loses_its_file(tmp_path, sa
     config = json.loads(cfg.path.read_text())
     config["teams"]["ops"] = {"group": None, "views": ["vw_not_a_view"]}
     cfg.path.write_text(json.dumps(config))
-    with pytest.raises(ConfigError, match="teams.ops.views: .*not a gold view: 'vw_not_a_view'"):
+    with pytest.raises(ConfigError, match="(?i)teams.ops.views: .*not a gold view: 'vw_not_a_view'"):
         load_config(cfg.path)
     config["teams"]["ops"] = {"group": None, "views": ["vw_coupon_impact"]}
     cfg.path.write_text(json.dumps(config))
