@@ -22,6 +22,11 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             print(f"sql/gold/{view.name}.sql  ->  view {view.name} ({len(view.columns)} documented columns)")
         print(f"would publish {gold.analytics_path(cfg)}")
         return cli.EXIT_OK
+    if args.engine == "spark":
+        from nelo_etl import spark_engine
+
+        print(spark_engine.run_gold(cfg))
+        return cli.EXIT_OK
     if args.report:
         source = gold.analytics_path(cfg)
         if not source.exists():
@@ -57,8 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         "./gold_transforms.py                      # refresh views, publish warehouse/analytics.duckdb",
         "./gold_transforms.py --report             # every business answer, as terminal tables",
         "./gold_transforms.py --report --format markdown --out reports/",
+        "./gold_transforms.py --engine spark       # Gold views as Parquet in the lake, computed by Spark",
     ])
     parser.add_argument("--report", action="store_true", help="print the answer to every business question")
+    parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                        help="spark: materialise every Gold view as <lakehouse_path>/gold/<view>/ (Parquet)")
     parser.add_argument("--format", choices=["terminal", "markdown", "csv", "json"], default="terminal")
     parser.add_argument("--out", metavar="DIR", help="write the report into DIR instead of stdout")
     return parser

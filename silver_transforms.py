@@ -13,6 +13,11 @@ from nelo_etl.db import connect, ensure_schema, transaction
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
+    if args.engine == "spark" and not args.dry_run:
+        from nelo_etl import spark_engine
+
+        print(spark_engine.run_silver(cfg, rebuild=args.rebuild))
+        return cli.EXIT_OK
     if args.dry_run or not args.rebuild:
         for model in silver.MODELS:
             print(f"{model.path.relative_to(sql.SQL_DIR.parent)}  ->  {model.name} "
@@ -39,8 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser("silver_transforms.py", __doc__.strip().splitlines()[0], [
         "./silver_transforms.py --dry-run      # the SQL files in run order",
         "./silver_transforms.py --rebuild      # every Silver table from stg_events, one transaction",
+        "./silver_transforms.py --engine spark --rebuild   # the same models on Spark, lake in and out",
+        "./silver_transforms.py --engine spark             # Spark: rewrite the partitions new staged events change",
     ])
     parser.add_argument("--rebuild", action="store_true", help="rebuild every Silver table from stg_events")
+    parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                        help="duckdb: the warehouse (default); spark: the lakehouse's staged events in, "
+                             "its Silver tables out (spark_master in the config)")
     return parser
 
 

@@ -134,10 +134,15 @@ def to_spark(text: str, params: Mapping[str, Any] | None = None) -> str:
     return tree.sql(dialect="spark")
 
 
-def to_athena(text: str) -> str:
-    """One Gold view's SELECT in Athena's (Trino) dialect, for the Glue DDL."""
+def to_athena(text: str, database: str | None = None, tables: set[str] | frozenset[str] = frozenset()) -> str:
+    """One Gold view's SELECT in Athena's (Trino) dialect, for the Glue DDL; references to
+    ``tables`` are qualified with ``database`` (a view must not depend on the session's schema)."""
     check_version()
     tree = sqlglot.parse_one(sql.strip_comments(text), read="duckdb")
+    if database:
+        for table in tree.find_all(exp.Table):
+            if table.name in tables and not table.args.get("db"):
+                table.set("db", exp.to_identifier(database))
     return tree.sql(dialect="athena", pretty=True)
 
 
