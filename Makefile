@@ -12,7 +12,7 @@ help:
 	@echo "make test   - the test suite (what CI runs)"
 	@echo "make bench  - the benchmarks (writes bench/RESULTS.md)"
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-spark.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)

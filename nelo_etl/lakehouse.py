@@ -153,12 +153,14 @@ class Lake:
 
     def files(self, *parts: str) -> list[str]:
         """Every visible Parquet file under ``parts`` (hidden temp files and manifests excluded)."""
+        base = self.path(*parts)
         try:
-            infos = self.fs.get_file_info(pafs.FileSelector(self.path(*parts), recursive=True, allow_not_found=True))
+            infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         except FileNotFoundError:
             return []
+        # hidden below the folder asked for (temp files, _manifest, Spark's _temporary), not above it
         return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-                      and not any(seg.startswith((".", "_")) for seg in i.path.split("/")))
+                      and not any(seg.startswith((".", "_")) for seg in i.path[len(base):].split("/")))
 
 
 def open_lake(uri: str, endpoint_url: str | None = None, region: str | None = None) -> Lake:
@@ -244,6 +246,17 @@ def _partition_dir(t: LakeTable, p: str) -> tuple[str, ...]:
     return (t.folder,) if t.date_expr is None else (t.folder, f"{PARTITION}={p}")
 
 
+def _remove_foreign_files(lake: Lake, folder: tuple[str, ...]) -> None:
+    """Other Parquet files in a partition the export just replaced (a Spark engine's output in
+    the same lake) would double its rows: they go. One engine should own a lake's Silver
+    folders (README); this keeps a switch between them from double counting."""
+    own = lake.path(*folder, PART_FILE)
+    prefix = lake.path(*folder) + "/"
+    for path in lake.files(*folder):
+        if path != own and "/" not in path[len(prefix):]:
+            lake.fs.delete_file(path)
+
+
 def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
            tables: list[LakeTable] | None = None, crash_after: int | None = None) -> ExportResult:
     """Bring the lake in line with the warehouse, rewriting only the partitions that differ.
@@ -275,6 +288,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                             {"p": p} if "$p" in where else {}).fetchall()
                 lake.put_file(local, *_partition_dir(t, p), PART_FILE)
                 local.unlink()
+                _remove_foreign_files(lake, _partition_dir(t, p))
                 held[p] = now[p]
                 _save_manifest(lake, t, held)
                 result.written[t.name] = result.written.get(t.name, 0) + 1

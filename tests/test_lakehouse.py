@@ -181,3 +181,34 @@ def test_the_athena_ddl_parses_in_athenas_dialect(loaded):
     assert "'storage.location.template'='s3://nelo-lake/prod/silver/fct_events/event_date=${event_date}/'" in text
     # the views name their tables in the database, not in whatever schema the session has
     assert "FROM nelo_growth.fct_orders" in text and "FROM fct_orders" not in text
+
+
+def test_the_lake_commands(project, tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, copy_samples
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *args, "--config", str(project / "config.json")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    copy_samples(project / "staging")
+    loaded = run("process_staging.py")
+    assert loaded.returncode == 0 and "lake: " in loaded.stdout, loaded.stderr
+    assert (project / "lake" / "silver" / "fct_events" / lakehouse.MANIFEST).is_file()
+    again = run("lake.py", "export")
+    assert again.returncode == 0 and "lake: 0 partition(s) rewritten, 0 removed" in again.stdout
+    views = run("lake.py", "views", "--out", str(tmp_path / "lake.duckdb"))
+    assert views.returncode == 0, views.stderr
+    con = duckdb.connect(str(tmp_path / "lake.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM fct_events").fetchall()[0][0] > 0
+    assert con.execute("SELECT count(*) FROM vw_coupon_impact").fetchall()[0][0] > 0
+    con.close()
+    ddl = run("lake.py", "athena-ddl", "--location", "s3://nelo-lake/prod", "--out", str(tmp_path / "athena.sql"))
+    assert ddl.returncode == 0, ddl.stderr
+    assert "CREATE EXTERNAL TABLE IF NOT EXISTS nelo_growth.stg_events" in (tmp_path / "athena.sql").read_text()
+    local = run("lake.py", "athena-ddl", "--out", str(tmp_path / "x.sql"))
+    assert local.returncode == 1 and "Athena reads S3" in local.stderr
+    missing = subprocess.run([sys.executable, "lake.py", "views"], cwd=ROOT, capture_output=True, text=True)
+    assert missing.returncode == 2 and "needs --out" in missing.stderr
