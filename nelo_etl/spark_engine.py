@@ -57,8 +57,13 @@ def session(cfg: Any, app_name: str = "nelo-growth-analytics", shuffle_partition
     127.0.0.1 only."""
     from pyspark.sql import SparkSession
 
-    builder = (SparkSession.builder.master(cfg.spark_master).appName(app_name)
-               .config("spark.driver.memory", cfg.spark_driver_memory)
+    builder = SparkSession.builder.appName(app_name)
+    # spark-submit starts the JVM first and hands this process its gateway
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
+    if not submitted:
+        # under spark-submit, its --master and --driver-memory win; the config is for plain runs
+        builder = builder.master(cfg.spark_master).config("spark.driver.memory", cfg.spark_driver_memory)
+    builder = (builder
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
                .config("spark.sql.parquet.compression.codec", "zstd")
@@ -67,7 +72,7 @@ def session(cfg: Any, app_name: str = "nelo-growth-analytics", shuffle_partition
                .config("spark.sql.legacy.parquet.nanosAsLong", "false"))
     if shuffle_partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-    if cfg.spark_master.startswith("local"):
+    if not submitted and cfg.spark_master.startswith("local"):
         builder = (builder.config("spark.driver.bindAddress", "127.0.0.1")
                    .config("spark.driver.host", "127.0.0.1"))
     if cfg.spark_jars:
