@@ -197,6 +197,9 @@ def test_the_lake_commands(project, tmp_path):
     loaded = run("process_staging.py")
     assert loaded.returncode == 0 and "lake: " in loaded.stdout, loaded.stderr
     assert (project / "lake" / "silver" / "fct_events" / lakehouse.MANIFEST).is_file()
+    # the lake holds user ids: owner-only, like the warehouse and the batch files
+    lake_files = [p for p in (project / "lake").rglob("*") if p.is_file()]
+    assert lake_files and all(p.stat().st_mode & 0o077 == 0 for p in lake_files)
     again = run("lake.py", "export")
     assert again.returncode == 0 and "lake: 0 partition(s) rewritten, 0 removed" in again.stdout
     views = run("lake.py", "views", "--out", str(tmp_path / "lake.duckdb"))
