@@ -25,7 +25,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, read_only=True,
                       memory_limit=cfg.duckdb_memory_limit)
         try:
-            result = lakehouse.export(con, lake, Path(cfg.work_dir))
+            result = lakehouse.export(con, lake, Path(cfg.work_dir), full=args.full)
         finally:
             con.close()
         print(result.line())
@@ -49,6 +49,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser("lake.py", __doc__.strip().splitlines()[0], [
         "./lake.py export                           # bring the lake in line with the warehouse",
+        "./lake.py export --full                    # check every partition (after restoring a lake)",
         "./lake.py views --out warehouse/lake.duckdb # DuckDB views over the lake (Silver and Gold)",
         "./lake.py athena-ddl --location s3://nelo-lake/prod --out athena.sql",
         "./lake.py export --dry-run                 # where each table goes",
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="views: the DuckDB file; athena-ddl: the SQL file")
     parser.add_argument("--location", help="athena-ddl: the lake's s3:// URI (default: lakehouse_path)")
     parser.add_argument("--database", default="nelo_growth", help="athena-ddl: the Glue database")
+    parser.add_argument("--full", action="store_true",
+                        help="export: check every partition, not only those the loads since the last export can change")
     return parser
 
 

@@ -37,6 +37,15 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     finally:
         con.close()
     print("rebuilt " + ", ".join(f"{k}={v}" for k, v in written.items()) + f" in {time.monotonic() - t0:.1f} s")
+    if cfg.lakehouse_path:
+        # a rebuild rewrites history without a new load: the lake checks every partition
+        from nelo_etl import lakehouse
+
+        con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, read_only=True)
+        try:
+            print(lakehouse.export(con, lakehouse.lake_of(cfg), cfg.work_dir, full=True).line())
+        finally:
+            con.close()
     return cli.EXIT_OK
 
 

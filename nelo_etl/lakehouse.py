@@ -9,8 +9,9 @@ Layout (``event_date`` is the partition column of every partitioned table)::
     <lake>/silver/<table>/_manifest.json                    (what the lake holds: the export's journal)
     <lake>/gold/<view>/part-*.parquet                       (written by the Spark engine)
 
-**The export** (:func:`export`, after each committed run) fingerprints every partition of each
-table in DuckDB (row count and the sum of the rows' hashes), compares with the table's
+**The export** (:func:`export`, after each committed run) fingerprints the partitions of each
+table in DuckDB (row count and the sum of the rows' hashes) from the earliest date the loads
+since the last export can have changed (:func:`changed_since`), compares with the table's
 ``_manifest.json`` and rewrites only the partitions whose fingerprint changed (and removes the
 ones that are gone). So it rewrites exactly the partitions the batches since the last export
 touched, wherever in history a late event landed, and nothing else.
@@ -26,6 +27,7 @@ differ and finishes them. Running the export twice changes nothing the second ti
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -196,6 +198,7 @@ def lake_of(cfg: Any) -> Lake:
 class ExportResult:
     written: dict[str, int] = field(default_factory=dict)     # table -> partitions rewritten
     removed: dict[str, int] = field(default_factory=dict)     # table -> partitions removed
+    checked: dict[str, int] = field(default_factory=dict)     # table -> partitions fingerprinted
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -224,21 +227,52 @@ def _export_select(con: duckdb.DuckDBPyConnection, t: LakeTable) -> str:
     return ", ".join(out)
 
 
-def fingerprints(con: duckdb.DuckDBPyConnection, t: LakeTable) -> dict[str, str]:
-    """Per partition (ISO date, or ``*``), the row count and the sum of the rows' hashes."""
+def fingerprints(con: duckdb.DuckDBPyConnection, t: LakeTable, since: dt.date | None = None) -> dict[str, str]:
+    """Per partition (ISO date, or ``*``), the row count and the sum of the rows' hashes; only
+    the partitions from ``since`` on when given."""
     part = f"CAST({t.date_expr} AS VARCHAR)" if t.date_expr else "'*'"
-    rows = con.execute(f"SELECT {part} AS p, count(*), sum(hash(x)) FROM {t.name} AS x GROUP BY ALL").fetchall()
+    where = f"WHERE {t.date_expr} >= $since" if since is not None and t.date_expr else ""
+    rows = con.execute(f"SELECT {part} AS p, count(*), sum(hash(x)) FROM {t.name} AS x {where} GROUP BY ALL",
+                       {"since": since} if where else {}).fetchall()
     return {p if p is not None else "__null__": f"{n}:{h}" for p, n, h in rows}
 
 
-def _manifest(lake: Lake, t: LakeTable) -> dict[str, str]:
+def changed_since(con: duckdb.DuckDBPyConnection, load_id: int) -> dt.date | None:
+    """The earliest date partition the loads after ``load_id`` can have changed: per (user,
+    platform) they added events to, the start of the session holding its earliest new event (a
+    late event changes rows from the session in force on, and a session belongs to its start
+    date), or that event's date. None when no load came after ``load_id``."""
+    row = con.execute("""
+        WITH new_events AS (
+            SELECT user_id, platform, min(event_timestamp_us) AS since_us
+            FROM stg_events WHERE load_id > $load_id GROUP BY user_id, platform
+        ),
+        in_force AS (
+            SELECT n.since_us, max(s.session_start_ts) AS start_ts
+            FROM new_events AS n
+            LEFT JOIN silver_event_sessions AS s
+              ON s.user_id = n.user_id AND s.platform = n.platform AND s.event_timestamp_us <= n.since_us
+            GROUP BY n.user_id, n.platform, n.since_us
+        )
+        SELECT min(least(CAST(coalesce(start_ts, make_timestamp(since_us)) AS DATE),
+                         CAST(make_timestamp(since_us) AS DATE)))
+        FROM in_force
+    """, {"load_id": load_id}).fetchall()
+    return row[0][0]
+
+
+def _manifest(lake: Lake, t: LakeTable) -> tuple[dict[str, str], int | None]:
+    """The partitions the lake holds (with their fingerprints) and the last load they include."""
     text = lake.read_text(t.folder, MANIFEST)
-    return json.loads(text)["partitions"] if text else {}
+    if not text:
+        return {}, None
+    body = json.loads(text)
+    return body["partitions"], body.get("load_id")
 
 
-def _save_manifest(lake: Lake, t: LakeTable, parts: dict[str, str]) -> None:
+def _save_manifest(lake: Lake, t: LakeTable, parts: dict[str, str], load_id: int | None) -> None:
     body = {"table": t.name, "partition_column": PARTITION if t.date_expr else None,
-            "partitions": dict(sorted(parts.items()))}
+            "load_id": load_id, "partitions": dict(sorted(parts.items()))}
     lake.write_atomic(json.dumps(body, indent=1).encode("utf-8"), t.folder, MANIFEST)
 
 
@@ -258,29 +292,48 @@ def _remove_foreign_files(lake: Lake, folder: tuple[str, ...]) -> None:
 
 
 def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
-           tables: list[LakeTable] | None = None, crash_after: int | None = None) -> ExportResult:
+           tables: list[LakeTable] | None = None, crash_after: int | None = None,
+           full: bool = False) -> ExportResult:
     """Bring the lake in line with the warehouse, rewriting only the partitions that differ.
 
-    ``crash_after`` (tests) raises after that many partitions were replaced.
+    Each table's manifest names the last load it includes. A table whose manifest is current is
+    skipped without reading it; otherwise only its partitions from :func:`changed_since` on are
+    fingerprinted (all of them for a new table, an unpartitioned one, or ``full``: after
+    ``silver_transforms.py --rebuild``, which rewrites history without a new load). The
+    manifest's load mark moves only once all of a table's partitions are written, so a crash
+    leaves the next export the same range to check. ``crash_after`` (tests) raises after that
+    many partitions were replaced.
     """
     started = time.monotonic()
     result = ExportResult()
     existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "stg_events" not in existing:
+        return result
+    latest = con.execute("SELECT max(load_id) FROM stg_events").fetchall()[0][0]
+    since_of: dict[int, dt.date | None] = {}
     work_dir.mkdir(parents=True, exist_ok=True)
     replaced = 0
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="lake-export-") as tmp:
         for t in tables or TABLES:
             if t.name not in existing:
                 continue
-            now = fingerprints(con, t)
-            held = _manifest(lake, t)
+            held, mark = _manifest(lake, t)
+            scoped = not full and mark is not None and latest is not None and mark <= latest
+            if scoped and mark == latest:
+                continue                                    # no load since this table's export
+            since = None
+            if scoped and t.date_expr is not None:
+                if mark not in since_of:
+                    since_of[mark] = changed_since(con, mark)
+                since = since_of[mark]
+            now = fingerprints(con, t, since)
+            result.checked[t.name] = len(now)
+            in_scope = [p for p in held if since is None or p >= since.isoformat()]
             changed = sorted(p for p, fp in now.items() if held.get(p) != fp)
-            gone = sorted(p for p in held if p not in now)
-            if not changed and not gone:
-                continue
-            columns = _export_select(con, t)
+            gone = sorted(p for p in in_scope if p not in now)
+            columns = _export_select(con, t) if changed else ""
             for p in changed:
-                local = Path(tmp) / f"{t.name}-{len(result.written)}.parquet"
+                local = Path(tmp) / f"{t.name}-{replaced}.parquet"
                 where = "" if t.date_expr is None else (
                     f"WHERE {t.date_expr} IS NULL" if p == "__null__" else f"WHERE {t.date_expr} = CAST($p AS DATE)")
                 con.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{local}' "
@@ -290,7 +343,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                 local.unlink()
                 _remove_foreign_files(lake, _partition_dir(t, p))
                 held[p] = now[p]
-                _save_manifest(lake, t, held)
+                _save_manifest(lake, t, held, mark)
                 result.written[t.name] = result.written.get(t.name, 0) + 1
                 replaced += 1
                 if crash_after is not None and replaced >= crash_after:
@@ -298,8 +351,10 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             for p in gone:
                 lake.delete_dir(*_partition_dir(t, p))
                 held.pop(p, None)
-                _save_manifest(lake, t, held)
+                _save_manifest(lake, t, held, mark)
                 result.removed[t.name] = result.removed.get(t.name, 0) + 1
+            if changed or gone or mark != latest:
+                _save_manifest(lake, t, held, latest)       # the table now includes every load
     result.seconds = time.monotonic() - started
     return result
 

@@ -215,3 +215,33 @@ def test_the_lake_commands(project, tmp_path):
     assert local.returncode == 1 and "Athena reads S3" in local.stderr
     missing = subprocess.run([sys.executable, "lake.py", "views"], cwd=ROOT, capture_output=True, text=True)
     assert missing.returncode == 2 and "needs --out" in missing.stderr
+
+
+def test_the_export_checks_only_the_partitions_new_loads_can_change(project, tmp_path):
+    from nelo_etl import staging
+    from nelo_etl.config import load_config
+
+    from .conftest import copy_samples
+
+    cfg = load_config(project / "config.json")
+    assert staging.process_files(cfg, [copy_samples(project / "staging")]).ok     # October 2025
+    first = staging.process_files(cfg, [])                                       # nothing committed: no export
+    assert first.lake is None
+    later = Simulator(SimConfig(events=300, seed=4, days=1, start_us=1_767_225_600_000_000)).messages()  # 2026-01-01
+    files = [Path(p) for p in write_batches(later, str(tmp_path / "later"), batches=1)]
+    run = staging.process_files(cfg, files, move=False)
+    assert run.ok
+    october = sorted(p.name for p in (project / "lake" / "staging" / "stg_events").iterdir()
+                     if p.name.startswith("event_date=2025"))
+    assert october                                         # still in the lake, untouched
+    assert run.lake.checked["stg_events"] == len([p for p in (project / "lake" / "staging" / "stg_events").iterdir()
+                                                   if p.name.startswith("event_date=2026")])
+    assert assert_lake_equals_warehouse(cfg, str(project / "lake")) is None
+    con = duckdb.connect(str(cfg.database_path), read_only=True)
+    try:
+        again = lakehouse.export(con, lakehouse.open_lake(str(project / "lake")), tmp_path / "w")
+        full = lakehouse.export(con, lakehouse.open_lake(str(project / "lake")), tmp_path / "w", full=True)
+    finally:
+        con.close()
+    assert again.checked == {} and again.written == {}     # nothing loaded since: nothing read
+    assert full.written == {} and full.checked["stg_events"] > run.lake.checked["stg_events"]
