@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -115,7 +116,8 @@ def main() -> int:
 def write_section(path: Path, results: list[dict], start_s: float) -> None:
     lines = [BEGIN, "## Spark local mode beside DuckDB (`python -m bench.spark`)", "",
              f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; same machine; one run each; "
-             f"Spark session start {start_s:.1f} s (JVM), not included below", "",
+             f"Spark session start {start_s:.1f} s (JVM), not included below",
+             f"- load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores: above 2, others were running)", "",
              "| events | DuckDB Silver rebuild s | Spark Silver rebuild s | DuckDB Gold (18 views) s | Spark Gold (18 Parquet) s "
              "| Spark incremental (last 5%) s | DuckDB batch load + lake export s | DuckDB full lake export s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
