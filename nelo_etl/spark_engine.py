@@ -36,8 +36,8 @@ from . import gold, lakehouse, portable, silver, sql
 
 log = logging.getLogger(__name__)
 
-#: Models that read their own table (their SELECT widens or replaces what is there).
 def _reads_itself(name: str, text: str) -> bool:
+    """Whether a model reads its own table (a dimension whose SELECT widens what is there)."""
     return re.search(rf"\b(FROM|JOIN)\s+{name}\b", sql.strip_comments(text), re.I) is not None
 
 
@@ -209,7 +209,7 @@ def build_gold(run: SparkRun) -> list[str]:
     return written
 
 
-def earliest_changed_date(run: SparkRun, new_since_us: int | None = None) -> dt.date | None:
+def earliest_changed_date(run: SparkRun) -> dt.date | None:
     """The first date partition new staged events can change: per (user, platform) with new
     events, the start of the session in force at its earliest new event (a late event can merge
     that session with the ones after it, and a session belongs to its start date); the earliest
@@ -249,12 +249,12 @@ def update_silver(run: SparkRun) -> tuple[dt.date | None, list[str]]:
 
     The models compute over all staged events (``$load_id`` null), so the rows written are the
     rebuild's rows for those partitions; only the writes are incremental, which is what keeps
-    the lake's untouched partitions stable for readers and for S3 costs. Returns the date and
-    the rows of each table after the update.
+    the lake's untouched partitions stable for readers and for S3 costs. Returns the date (None:
+    nothing new) and the tables written.
     """
     since = earliest_changed_date(run)
     if since is None:
-        return None, {}
+        return None, []
     run.register_staged()
     for model in silver.MODELS:
         run.run_model(model, since=since)
