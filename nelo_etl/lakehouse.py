@@ -132,20 +132,34 @@ class Lake:
             os.fsync(out.fileno())
         os.replace(tmp, target)
 
+    def temp_for(self, scratch: Path, *parts: str) -> Path:
+        """Where to write the next version of ``parts`` before :meth:`put_file`: locally a hidden
+        file beside it (so the publish is a rename), for S3 a file in ``scratch``."""
+        if self.is_s3:
+            return scratch / f"{uuid.uuid4().hex}.parquet"
+        target = Path(self.path(*parts))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
+
     def put_file(self, local: Path, *parts: str) -> None:
-        """Publish a finished local file at ``parts``, replacing what is there in one step."""
+        """Publish a finished local file at ``parts``, replacing what is there in one step; the
+        local file is gone afterwards."""
         target = self.path(*parts)
         if self.is_s3:
             # one PUT (multipart for big files, still committed whole): readers see old or new
             pafs.copy_files(str(local), target, source_filesystem=pafs.LocalFileSystem(),
                             destination_filesystem=self.fs)
+            local.unlink()
             return
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(target).parent / f".{Path(target).name}.tmp-{uuid.uuid4().hex}"
-        shutil.copyfile(local, tmp)
-        with open(tmp, "rb+") as f:
+        if local.parent != Path(target).parent:         # not made by temp_for: copy beside first
+            tmp = Path(target).parent / f".{Path(target).name}.tmp-{uuid.uuid4().hex}"
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, tmp)
+            local.unlink()
+            local = tmp
+        with open(local, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+        os.replace(local, target)
 
     def delete_dir(self, *parts: str) -> None:
         try:
@@ -333,14 +347,18 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             gone = sorted(p for p in in_scope if p not in now)
             columns = _export_select(con, t) if changed else ""
             for p in changed:
-                local = Path(tmp) / f"{t.name}-{replaced}.parquet"
+                local = lake.temp_for(Path(tmp), *_partition_dir(t, p), PART_FILE)
                 where = "" if t.date_expr is None else (
                     f"WHERE {t.date_expr} IS NULL" if p == "__null__" else f"WHERE {t.date_expr} = CAST($p AS DATE)")
-                con.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{local}' "
-                            "(FORMAT parquet, COMPRESSION zstd)",
-                            {"p": p} if "$p" in where else {}).fetchall()
-                lake.put_file(local, *_partition_dir(t, p), PART_FILE)
-                local.unlink()
+                # COPY's target cannot be a bound parameter: the path (ours: lake root + uuid) is quoted
+                target = str(local).replace("'", "''")
+                try:
+                    con.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{target}' "
+                                "(FORMAT parquet, COMPRESSION zstd)",
+                                {"p": p} if "$p" in where else {}).fetchall()
+                    lake.put_file(local, *_partition_dir(t, p), PART_FILE)
+                finally:
+                    local.unlink(missing_ok=True)           # a failed write leaves no temp file
                 _remove_foreign_files(lake, _partition_dir(t, p))
                 held[p] = now[p]
                 _save_manifest(lake, t, held, mark)
