@@ -10,7 +10,7 @@ DUCK1  := .venv-duckdb1
 DUCK1_STAMP := $(DUCK1)/.installed
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: install demo test bench browser dashboard clean help
+.PHONY: install demo test test-airflow bench browser dashboard clean help
 
 help:
 	@echo "make install   - production: .venv with the runtime requirements only, and the logs/ and work/ folders"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench     - the benchmarks (writes bench/RESULTS.md)"
 	@echo "make browser   - install Debian's chromium if missing (the dashboard's browser test; CI runs it)"
 	@echo "make dashboard - the dashboard of the demo's data: .demo/site/index.html (run make demo first)"
+	@echo "make test-airflow - load the Airflow DAG with Airflow's DagBag, in .venv-airflow (CI runs it too)"
 
 $(RUNTIME_STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +30,7 @@ install: $(RUNTIME_STAMP)
 	mkdir -p logs work
 	@echo "installed: $(VENV) (runtime only); now put .env beside config.json (chmod 600) and the cron line (README)"
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-spark.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP) $(RUNTIME_STAMP)
@@ -44,6 +45,13 @@ demo: $(STAMP)
 
 test: $(STAMP) $(DUCK1_STAMP)
 	$(PY) -m pytest -q
+
+# The Airflow DAG loaded by Airflow's DagBag, in its own environment (Airflow pins its own tree).
+AIRFLOW_VENV := .venv-airflow
+test-airflow:
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check apache-airflow==3.3.2 pytest==9.2.0
+	AIRFLOW_HOME=$(CURDIR)/$(AIRFLOW_VENV)/home PYTHONPATH=. $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_orchestration.py
 
 bench: $(STAMP)
 	$(PY) -m bench
@@ -61,4 +69,4 @@ dashboard: $(STAMP)
 	$(PY) gold_transforms.py --config .demo/config.json --report --format html --out .demo/site
 
 clean:
-	rm -rf $(VENV) $(DUCK1) .demo .pytest_cache
+	rm -rf $(VENV) $(DUCK1) $(AIRFLOW_VENV) .demo .pytest_cache

@@ -80,6 +80,7 @@ def _run(args: argparse.Namespace, cfg: Config, queue_url: str, endpoint: str | 
         ingestor.close()
     files: list[Any] = []
     gold: Any = None
+    lake: Any = None
     processing_error = None
     if not args.no_process and summary.error is None and not stopper.requested:
         from nelo_etl.staging import StagingBusy, process_files, staging_files, staging_lock
@@ -93,7 +94,7 @@ def _run(args: argparse.Namespace, cfg: Config, queue_url: str, endpoint: str | 
                 if upgraded and upgraded.rebuilt:    # a stamp alone is only logged
                     cli.say(upgraded.line, args.json)
                 run = process_files(cfg, staging_files(cfg), lock=False)
-                files, gold = run.files, run.gold
+                files, gold, lake = run.files, run.gold, run.lake
             finally:
                 lock.release()
         except StagingBusy as exc:
@@ -113,6 +114,10 @@ def _run(args: argparse.Namespace, cfg: Config, queue_url: str, endpoint: str | 
             line = gold if isinstance(gold, str) else (
                 f"gold: views {gold['gold_views_s']:.2f} s, analytics file published in {gold['publish_s']:.2f} s")
             cli.say(line, args.json)
+        if lake is not None:
+            cli.say(lake if isinstance(lake, str) else lake.line(), args.json)
+            if isinstance(lake, str) and processing_error is None:
+                processing_error = lake     # the batches are committed; the next run exports again
     outcome = _outcome(summary, files, gold, stopper.requested, processing_error)
     _record(cfg, outcome)
     cli.say(_summary_line(outcome, summary), args.json)

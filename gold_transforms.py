@@ -28,6 +28,11 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         return cli.EXIT_OK
     if args.report and args.format == "html" and not args.out:
         build_parser().error("--format html writes DIR/index.html: give --out DIR")      # exit 2
+    if args.engine == "spark":
+        from nelo_etl import spark_engine
+
+        print(spark_engine.run_gold(cfg))
+        return cli.EXIT_OK
     if args.report:
         if args.format == "csv" and not args.out:
             print("usage error: --format csv writes one file per table: give --out DIR", file=sys.stderr)
@@ -86,8 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
         "./gold_transforms.py --report --format csv --out reports/   # one CSV per table, plain numbers",
         "./gold_transforms.py --report --format markdown --out reports/",
         "./gold_transforms.py --report --format html --out dashboard/   # dashboard/index.html, no network needed",
+        "./gold_transforms.py --engine spark       # Gold views as Parquet in the lake, computed by Spark",
     ])
     parser.add_argument("--report", action="store_true", help="print the answer to every business question")
+    parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                        help="spark: materialise every Gold view as <lakehouse_path>/gold/<view>/ (Parquet)")
     parser.add_argument("--format", choices=["terminal", "markdown", "csv", "json", "html"], default="terminal",
                         help="terminal or markdown tables, json, csv (one file per table; needs --out), "
                              "or html: the dashboard, DIR/index.html (needs --out)")

@@ -50,8 +50,12 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     record_files(cfg, [{"file_name": f.file_name, "status": f.status, "error": f.error} for f in run.files])
     if run.gold_line():
         print(run.gold_line())
+    if run.lake is not None:
+        print(run.lake if isinstance(run.lake, str) else run.lake.line())
     if isinstance(run.gold, str):
         raise cli.Failure(run.gold)
+    if isinstance(run.lake, str):
+        raise cli.Failure(run.lake)
     failed = [f for f in run.files if f.status == "failed"]
     if failed:
         raise cli.Failure(f"{len(failed)} of {len(run.files)} file(s) failed; first: {failed[0].line()}")

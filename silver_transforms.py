@@ -14,6 +14,11 @@ from nelo_etl.upgrade import ensure_current, rebuild_silver
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
+    if args.engine == "spark" and not args.dry_run:
+        from nelo_etl import spark_engine
+
+        print(spark_engine.run_silver(cfg, rebuild=args.rebuild))
+        return cli.EXIT_OK
     if args.dry_run or not args.rebuild:
         for model in silver.MODELS:
             print(f"{model.path.relative_to(sql.SQL_DIR.parent)}  ->  {model.name} "
@@ -37,6 +42,15 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     finally:
         con.close()
     print("rebuilt " + ", ".join(f"{k}={v}" for k, v in written.items()) + f" in {time.monotonic() - t0:.1f} s")
+    if cfg.lakehouse_path:
+        # a rebuild rewrites history without a new load: the lake checks every partition
+        from nelo_etl import lakehouse
+
+        con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, read_only=True)
+        try:
+            print(lakehouse.export(con, lakehouse.lake_of(cfg), cfg.work_dir, full=True).line())
+        finally:
+            con.close()
     return cli.EXIT_OK
 
 
@@ -44,8 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser("silver_transforms.py", __doc__, [
         "./silver_transforms.py --dry-run      # the SQL files in run order",
         "./silver_transforms.py --rebuild      # every Silver table from stg_events, one transaction",
+        "./silver_transforms.py --engine spark --rebuild   # the same models on Spark, lake in and out",
+        "./silver_transforms.py --engine spark             # Spark: rewrite the partitions new staged events change",
     ])
     parser.add_argument("--rebuild", action="store_true", help="rebuild every Silver table from stg_events")
+    parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                        help="duckdb: the warehouse (default); spark: the lakehouse's staged events in, "
+                             "its Silver tables out (spark_master in the config)")
     return parser
 
 

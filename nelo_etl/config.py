@@ -150,6 +150,13 @@ class Settings(BaseModel):
             if not (name.isascii() and name.replace("_", "").isalnum() and name[:1].isalpha() and name.islower()):
                 raise ValueError(f"team name {name!r}: use lower-case letters, digits and _ (it names a file)")
         return value
+    lakehouse_path: Optional[str] = Field(
+        "lake", description="the lakehouse (hive-partitioned Parquet): a local folder or an s3:// URI; after each committed run the staged events and Silver tables are exported there; null: no export")
+    lakehouse_endpoint_url: Optional[str] = Field(
+        None, description="S3 endpoint of the lake (a local S3 server); AWS_ENDPOINT_URL_S3 in the environment wins")
+    spark_master: str = Field("local[*]", min_length=1, description="Spark master for --engine spark (local[*], yarn, spark://host:7077, k8s://...)")
+    spark_driver_memory: str = Field("2g", pattern=r"^\d+[kmgt]?$", description="Spark driver memory for --engine spark")
+    spark_jars: str = Field("", description="extra jars for --engine spark, comma-separated (the Iceberg runtime, hadoop-aws on a cluster)")
 
 
 #: Settings that name folders which must already exist (the data folders are part of the layout).

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
-from . import gold, silver, sql, warehouse, wire
+from . import gold, lakehouse, silver, sql, warehouse, wire
 from .config import Config
 from .db import DatabaseBusy, connect, ensure_schema, transaction
 from .ingest import crash_point, durable_copy, fsync_dir
@@ -91,10 +91,12 @@ class FileResult:
 class RunResult:
     files: list[FileResult] = field(default_factory=list)
     gold: dict[str, float] | str | None = None      # timings, or the error of the Gold refresh
+    lake: Any = None                                # lakehouse.ExportResult, or the export's error
 
     @property
     def ok(self) -> bool:
-        return all(f.status != "failed" for f in self.files) and not isinstance(self.gold, str)
+        return (all(f.status != "failed" for f in self.files) and not isinstance(self.gold, str)
+                and not isinstance(self.lake, str))
 
     def gold_line(self) -> str | None:
         if self.gold is None:
@@ -962,6 +964,9 @@ def _process_files(cfg: Config, paths: Sequence[Path], reprocess: bool, move: bo
     if refresh_gold and any(f.status == "committed" for f in run.files):
         warehouse.check_present(cfg)    # publishing would create an empty one
         run.gold = refresh_gold_layer(cfg)
+        # the lakehouse (staged events + Silver as Parquet); a failure loses nothing: the next
+        # committed run's export rewrites whatever still differs
+        run.lake = lakehouse.export_after_run(cfg)
     return run
 
 
@@ -1074,4 +1079,6 @@ def process_staging_dir(cfg: Config) -> RunResult:
         print(f.line())
     if run.gold_line():
         print(run.gold_line())
+    if run.lake is not None:
+        print(run.lake if isinstance(run.lake, str) else run.lake.line())
     return run

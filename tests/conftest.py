@@ -74,3 +74,29 @@ def queue(moto_server, request):
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     yield sqs, url
     sqs.delete_queue(QueueUrl=url)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "spark: runs Apache Spark in local mode (one session for the whole run)")
+
+
+@pytest.fixture(scope="session")
+def spark_session(tmp_path_factory):
+    """One local SparkSession for every Spark test (starting one costs 10-20 s): two shuffle
+    partitions (test data is small), no UI, bound to 127.0.0.1. Skipped without Java."""
+    if not shutil.which("java") and not os.environ.get("JAVA_HOME"):
+        pytest.skip("Spark tests need Java 17+ (java on PATH or JAVA_HOME)")
+    from types import SimpleNamespace
+
+    from nelo_etl import spark_engine
+
+    cfg = SimpleNamespace(spark_master="local[2]", spark_driver_memory="1g", spark_jars="")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    work = tmp_path_factory.mktemp("spark")
+    spark = spark_engine.session(cfg, app_name="nelo-tests", shuffle_partitions=2,
+                                 extra={"spark.sql.warehouse.dir": str(work / "warehouse"),
+                                        "spark.local.dir": str(work / "local")})
+    spark.sparkContext.setLogLevel("ERROR")
+    yield spark
+    spark.stop()

@@ -17,7 +17,7 @@ qualifying AS (
     SELECT a.user_id, a.platform, a.session_id, a.cart_products, o.products
     FROM abandoned AS a
     JOIN fct_orders AS o ON o.user_id = a.user_id AND o.order_ts > a.last_checkout_ts
-    WHERE NOT list_has_any(o.products, a.cart_products)
+    WHERE array_length(array_intersect(o.products, a.cart_products)) = 0
 )
 SELECT
     user_id,

@@ -22,7 +22,7 @@ WITH lines AS (
     FROM fct_event_items AS i
     JOIN silver_event_sessions AS s USING (event_id)
     JOIN silver_user_sessions AS u USING (session_id)
-    WHERE len(i.campaign_codes) > 0
+    WHERE array_length(i.campaign_codes) > 0
 )
 SELECT
     session_date,

@@ -19,7 +19,7 @@ WITH arms AS (
            unnest(i.experiment_arms) AS arm
     FROM fct_event_items AS i
     JOIN silver_event_sessions AS s USING (event_id)
-    WHERE len(i.experiment_arms) > 0
+    WHERE array_length(i.experiment_arms) > 0
 ),
 exposure AS (
     SELECT arm.experiment_id, arm.variant, platform,

@@ -26,7 +26,7 @@ WITH impressions AS (
            count(DISTINCT m.session_id)    AS sessions_exposed
     FROM silver_list_impressions AS m
     JOIN silver_user_sessions AS u USING (session_id),
-    LATERAL (SELECT unnest(CASE WHEN len(m.campaign_codes) = 0 THEN ['NONE'] ELSE m.campaign_codes END)
+    LATERAL (SELECT unnest(CASE WHEN array_length(m.campaign_codes) = 0 THEN ['NONE'] ELSE m.campaign_codes END)
              AS campaign_id) AS code
     GROUP BY ALL
 ),
@@ -39,7 +39,7 @@ per_session AS (
            sum(a.line_revenue_usd) FILTER (WHERE a.event_name = 'purchase') AS revenue_usd
     FROM silver_event_list_attribution AS a
     JOIN silver_user_sessions AS u USING (session_id),
-    LATERAL (SELECT unnest(CASE WHEN len(a.impression_campaign_codes) = 0 THEN ['NONE']
+    LATERAL (SELECT unnest(CASE WHEN array_length(a.impression_campaign_codes) = 0 THEN ['NONE']
                                 ELSE a.impression_campaign_codes END) AS campaign_id) AS code
     GROUP BY ALL
 ),

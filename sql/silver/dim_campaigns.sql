@@ -34,5 +34,6 @@ SELECT
     w.first_event_ts,
     w.last_event_ts,
     a.as_of_ts,
-    w.last_event_ts >= a.as_of_ts - to_microseconds(CAST($current_campaign_days * 86400000000 AS BIGINT)) AS is_current
+    date_diff('microsecond', w.last_event_ts, a.as_of_ts)
+        <= CAST($current_campaign_days * 86400000000 AS BIGINT)                        AS is_current
 FROM windows AS w, as_of AS a

@@ -21,8 +21,14 @@ SELECT
     year(d.day)                             AS year,
     month(d.day)                            AS month,
     day(d.day)                              AS day_of_month,
-    isodow(d.day)                           AS iso_day_of_week,
-    isodow(d.day) IN (6, 7)                 AS is_weekend,
+    -- ISO day of week (Monday 1 .. Sunday 7), counted from a Monday: portable, unlike isodow()
+    -- and dayofweek(), which mean different things in DuckDB and Spark
+    (date_diff('day', DATE '2000-01-03', CAST(d.day AS DATE)) % 7 + 7) % 7 + 1           AS iso_day_of_week,
+    (date_diff('day', DATE '2000-01-03', CAST(d.day AS DATE)) % 7 + 7) % 7 + 1 IN (6, 7) AS is_weekend,
     strftime(d.day, '%Y-%m')                AS year_month
-FROM bounds, generate_series(bounds.first_day, bounds.last_day, INTERVAL 1 DAY) AS d(day)
-WHERE bounds.first_day IS NOT NULL
+FROM (
+    -- one row per day of the span (a subquery over unnest: portable, unlike generate_series in FROM)
+    SELECT unnest(generate_series(first_day, last_day, INTERVAL 1 DAY)) AS day
+    FROM bounds
+    WHERE first_day IS NOT NULL
+) AS d

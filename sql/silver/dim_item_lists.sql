@@ -34,7 +34,8 @@ candidates AS (
     WHERE item_list_name IS NOT NULL AND item_list_id IN (SELECT item_list_id FROM batch_lists)
 ),
 best_name AS (
-    SELECT *
+    -- the columns by name: QUALIFY on SELECT * leaks a helper column when transpiled to Spark
+    SELECT item_list_id, item_list_name, name_event_ts, name_event_id, name_item_index
     FROM candidates
     QUALIFY row_number() OVER (PARTITION BY item_list_id
                                ORDER BY name_event_ts DESC, name_event_id DESC, name_item_index ASC) = 1

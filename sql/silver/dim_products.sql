@@ -24,7 +24,7 @@ WITH touched AS (
     GROUP BY item_id
 ),
 kept_versions AS (
-    SELECT d.item_id, epoch_us(d.valid_from) AS from_us, t.first_new_us
+    SELECT d.item_id, date_diff('microsecond', TIMESTAMP '1970-01-01', d.valid_from) AS from_us, t.first_new_us
     FROM dim_products AS d
     JOIN touched AS t USING (item_id)
     WHERE $load_id IS NOT NULL
@@ -53,13 +53,13 @@ seeds AS (
     -- each: every instant inside a version has its price, so its first instant stands for all
     -- of them (version starts only depend on where the price changes); this keeps the read of
     -- observations to the batch's time span instead of the versions' whole lives
-    SELECT d.item_id, epoch_us(d.valid_from) AS event_timestamp_us, NULL::VARCHAR AS event_id,
+    SELECT d.item_id, date_diff('microsecond', TIMESTAMP '1970-01-01', d.valid_from) AS event_timestamp_us, NULL::VARCHAR AS event_id,
            NULL::INTEGER AS item_index, d.price, d.price_in_usd, d.item_name
     FROM dim_products AS d
     JOIN restart AS r USING (item_id)
     JOIN touched AS t USING (item_id)
     WHERE $load_id IS NOT NULL
-      AND epoch_us(d.valid_from) >= r.restart_us AND epoch_us(d.valid_from) < t.first_new_us
+      AND date_diff('microsecond', TIMESTAMP '1970-01-01', d.valid_from) >= r.restart_us AND date_diff('microsecond', TIMESTAMP '1970-01-01', d.valid_from) < t.first_new_us
 ),
 observations AS (
     SELECT * FROM seeds
@@ -71,7 +71,8 @@ observations AS (
 ),
 per_instant AS (
     -- one observation per instant: the greatest event_id, and within an event its last item
-    SELECT *
+    -- the columns by name: QUALIFY on SELECT * leaks a helper column when transpiled to Spark
+    SELECT item_id, event_timestamp_us, event_id, item_index, price, price_in_usd, item_name
     FROM observations
     QUALIFY row_number() OVER (PARTITION BY item_id, event_timestamp_us ORDER BY event_id DESC, item_index DESC) = 1
 ),

@@ -17,7 +17,7 @@
 --   purchased_lines: purchase item rows of the product carrying the code
 WITH touched AS (
     SELECT DISTINCT item_id FROM fct_event_items
-    WHERE ($load_id IS NULL OR first_load_id >= $load_id) AND item_id IS NOT NULL AND len(campaign_codes) > 0
+    WHERE ($load_id IS NULL OR first_load_id >= $load_id) AND item_id IS NOT NULL AND array_length(campaign_codes) > 0
 ),
 lines AS (
     SELECT i.item_id, unnest(i.campaign_codes) AS campaign_id, i.event_name, i.event_ts, i.quantity,

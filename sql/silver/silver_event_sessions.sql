@@ -27,7 +27,7 @@ seeds AS (
     -- the pair's last event before since_us, and the start of its session (events of one instant
     -- share a session, so the latest instant decides)
     SELECT s.user_id, s.platform, max(s.event_timestamp_us) AS event_timestamp_us,
-           arg_max(epoch_us(s.session_start_ts), s.event_timestamp_us) AS seed_start_us
+           arg_max(date_diff('microsecond', TIMESTAMP '1970-01-01', s.session_start_ts), s.event_timestamp_us) AS seed_start_us
     FROM silver_event_sessions AS s
     JOIN touched AS t ON s.user_id = t.user_id AND s.platform = t.platform AND s.event_timestamp_us < t.since_us
     WHERE $load_id IS NOT NULL

@@ -1,0 +1,417 @@
+"""The lakehouse: the staged events and every Silver table as hive-partitioned Parquet under
+``lakehouse_path`` (a local folder or an ``s3://`` URI), where Spark, Athena or DuckDB read them.
+
+Layout (``event_date`` is the partition column of every partitioned table)::
+
+    <lake>/staging/stg_events/event_date=2025-10-17/part-0.parquet
+    <lake>/silver/fct_events/event_date=2025-10-17/part-0.parquet
+    <lake>/silver/dim_products/part-0.parquet              (small tables: one file, no partitions)
+    <lake>/silver/<table>/_manifest.json                    (what the lake holds: the export's journal)
+    <lake>/gold/<view>/part-*.parquet                       (written by the Spark engine)
+
+**The export** (:func:`export`, after each committed run) fingerprints the partitions of each
+table in DuckDB (row count and the sum of the rows' hashes) from the earliest date the loads
+since the last export can have changed (:func:`changed_since`), compares with the table's
+``_manifest.json`` and rewrites only the partitions whose fingerprint changed (and removes the
+ones that are gone). So it rewrites exactly the partitions the batches since the last export
+touched, wherever in history a late event landed, and nothing else.
+
+**Atomic per partition.** A partition is one Parquet file, replaced in one step: locally by
+writing a hidden temp file beside it and renaming it over the old one, on S3 by one PUT of the
+object (an object is replaced whole). A reader sees the old partition or the new one, never half.
+
+**Crash-safe and idempotent.** The manifest is rewritten (atomically) after every partition
+replaced, so it never claims a partition the lake does not hold. A crash mid-export leaves some
+partitions new and the manifest behind for the rest: the next export finds their fingerprints
+differ and finishes them. Running the export twice changes nothing the second time.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+import duckdb
+import pyarrow.fs as pafs
+
+from . import silver
+
+log = logging.getLogger(__name__)
+
+PARTITION = "event_date"
+MANIFEST = "_manifest.json"
+PART_FILE = "part-0.parquet"
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    """A table of the lake: its layer folder and how its rows map to an event date (None: one file)."""
+
+    name: str
+    layer: str
+    date_expr: str | None
+
+    @property
+    def folder(self) -> str:
+        return f"{self.layer}/{self.name}"
+
+
+#: Partition columns: the table's own date where it has one (a session belongs to its start date,
+#: an order to its order date), else the date of its event time. Dimensions and the small
+#: product x campaign table are one file each.
+_DATES = {
+    "fct_events": "event_date",
+    "fct_event_items": "event_date",
+    "silver_event_sessions": "CAST(event_ts AS DATE)",
+    "silver_user_sessions": "session_date",
+    "silver_session_features": "session_date",
+    "fct_orders": "order_date",
+    "silver_list_impressions": "CAST(event_ts AS DATE)",
+    "silver_event_list_attribution": "CAST(event_ts AS DATE)",
+}
+
+TABLES: list[LakeTable] = [LakeTable("stg_events", "staging", "CAST(event_ts AS DATE)")] + [
+    LakeTable(m.name, "silver", _DATES.get(m.name)) for m in silver.MODELS]
+
+
+def table(name: str) -> LakeTable:
+    return next(t for t in TABLES if t.name == name)
+
+
+# --------------------------------------------------------------------------------------------
+# where the lake is: a local folder or s3://bucket/prefix
+
+@dataclass
+class Lake:
+    """The lake's filesystem (pyarrow's, local or S3) and its root inside it."""
+
+    uri: str
+    fs: pafs.FileSystem
+    root: str
+    is_s3: bool = False
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def uri_of(self, *parts: str) -> str:
+        """A URI other engines understand (s3://... or an absolute local path)."""
+        return ("s3://" if self.is_s3 else "") + self.path(*parts)
+
+    def read_text(self, *parts: str) -> str | None:
+        try:
+            with self.fs.open_input_stream(self.path(*parts)) as f:
+                return f.read().decode("utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if "NoSuchKey" in str(exc) or "does not exist" in str(exc) or "Path does not exist" in str(exc):
+                return None
+            raise
+
+    def write_atomic(self, data: bytes, *parts: str) -> None:
+        """Replace one file whole: S3 PUT, or a temp file renamed over the old one."""
+        target = self.path(*parts)
+        if self.is_s3:
+            with self.fs.open_output_stream(target) as out:
+                out.write(data)
+            return
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(target).parent / f".{Path(target).name}.tmp-{uuid.uuid4().hex}"
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+
+    def temp_for(self, scratch: Path, *parts: str) -> Path:
+        """Where to write the next version of ``parts`` before :meth:`put_file`: locally a hidden
+        file beside it (so the publish is a rename), for S3 a file in ``scratch``."""
+        if self.is_s3:
+            return scratch / f"{uuid.uuid4().hex}.parquet"
+        target = Path(self.path(*parts))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
+
+    def put_file(self, local: Path, *parts: str) -> None:
+        """Publish a finished local file at ``parts``, replacing what is there in one step; the
+        local file is gone afterwards."""
+        target = self.path(*parts)
+        if self.is_s3:
+            # one PUT (multipart for big files, still committed whole): readers see old or new
+            pafs.copy_files(str(local), target, source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=self.fs)
+            local.unlink()
+            return
+        if local.parent != Path(target).parent:         # not made by temp_for: copy beside first
+            tmp = Path(target).parent / f".{Path(target).name}.tmp-{uuid.uuid4().hex}"
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, tmp)
+            local.unlink()
+            local = tmp
+        with open(local, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(local, target)
+
+    def delete_dir(self, *parts: str) -> None:
+        try:
+            self.fs.delete_dir(self.path(*parts))
+        except FileNotFoundError:
+            pass
+
+    def files(self, *parts: str) -> list[str]:
+        """Every visible Parquet file under ``parts`` (hidden temp files and manifests excluded)."""
+        base = self.path(*parts)
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        except FileNotFoundError:
+            return []
+        # hidden below the folder asked for (temp files, _manifest, Spark's _temporary), not above it
+        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+                      and not any(seg.startswith((".", "_")) for seg in i.path[len(base):].split("/")))
+
+
+def open_lake(uri: str, endpoint_url: str | None = None, region: str | None = None) -> Lake:
+    """The lake at ``uri``: an absolute local folder (created if missing) or ``s3://bucket/prefix``.
+    S3 credentials come from boto's usual chain (environment, .env, instance role);
+    ``AWS_ENDPOINT_URL_S3`` in the environment wins over ``endpoint_url`` (a local S3 server)."""
+    if uri.startswith("s3://"):
+        parsed = urlparse(uri)
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or endpoint_url
+        kwargs: dict[str, Any] = {"region": region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+        if endpoint:
+            ep = urlparse(endpoint)
+            kwargs.update(endpoint_override=ep.netloc or ep.path, scheme=ep.scheme or "https")
+        fs = pafs.S3FileSystem(**kwargs)
+        return Lake(uri, fs, (parsed.netloc + parsed.path).rstrip("/"), is_s3=True)
+    root = Path(uri).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return Lake(str(root), pafs.LocalFileSystem(), str(root))
+
+
+def lake_of(cfg: Any) -> Lake:
+    """The configured lake; a relative local path resolves against the config file's folder."""
+    uri = cfg.lakehouse_path
+    if not uri.startswith("s3://"):
+        uri = str((Path(cfg.path).parent / Path(uri).expanduser()).resolve())
+    return open_lake(uri, cfg.lakehouse_endpoint_url, cfg.queue.region)
+
+
+# --------------------------------------------------------------------------------------------
+# the export: DuckDB warehouse -> lake
+
+@dataclass
+class ExportResult:
+    written: dict[str, int] = field(default_factory=dict)     # table -> partitions rewritten
+    removed: dict[str, int] = field(default_factory=dict)     # table -> partitions removed
+    checked: dict[str, int] = field(default_factory=dict)     # table -> partitions fingerprinted
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        return (f"lake: {sum(self.written.values())} partition(s) rewritten, {sum(self.removed.values())} removed "
+                f"in {self.seconds:.2f} s")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]]:
+    return con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t AND NOT internal "
+                       "ORDER BY column_index", {"t": name}).fetchall()
+
+
+def _export_select(con: duckdb.DuckDBPyConnection, t: LakeTable) -> str:
+    """The table's columns as written: JSON as text, HUGEINT sums as BIGINT (Spark's types), and
+    without the partition column (its value is in the folder name)."""
+    out = []
+    for name, dtype in _columns(con, t.name):
+        if t.date_expr is not None and name == PARTITION:
+            continue
+        if dtype == "JSON":
+            out.append(f"CAST({name} AS VARCHAR) AS {name}")
+        elif dtype == "HUGEINT":
+            out.append(f"CAST({name} AS BIGINT) AS {name}")
+        else:
+            out.append(name)
+    return ", ".join(out)
+
+
+def fingerprints(con: duckdb.DuckDBPyConnection, t: LakeTable, since: dt.date | None = None) -> dict[str, str]:
+    """Per partition (ISO date, or ``*``), the row count and the sum of the rows' hashes; only
+    the partitions from ``since`` on when given."""
+    part = f"CAST({t.date_expr} AS VARCHAR)" if t.date_expr else "'*'"
+    where = f"WHERE {t.date_expr} >= $since" if since is not None and t.date_expr else ""
+    rows = con.execute(f"SELECT {part} AS p, count(*), sum(hash(x)) FROM {t.name} AS x {where} GROUP BY ALL",
+                       {"since": since} if where else {}).fetchall()
+    return {p if p is not None else "__null__": f"{n}:{h}" for p, n, h in rows}
+
+
+def changed_since(con: duckdb.DuckDBPyConnection, load_id: int) -> dt.date | None:
+    """The earliest date partition the loads after ``load_id`` can have changed: per (user,
+    platform) they added events to, the start of the session holding its earliest new event (a
+    late event changes rows from the session in force on, and a session belongs to its start
+    date), or that event's date. None when no load came after ``load_id``."""
+    row = con.execute("""
+        WITH new_events AS (
+            SELECT user_id, platform, min(event_timestamp_us) AS since_us
+            FROM stg_events WHERE load_id > $load_id GROUP BY user_id, platform
+        ),
+        in_force AS (
+            SELECT n.since_us, max(s.session_start_ts) AS start_ts
+            FROM new_events AS n
+            LEFT JOIN silver_event_sessions AS s
+              ON s.user_id = n.user_id AND s.platform = n.platform AND s.event_timestamp_us <= n.since_us
+            GROUP BY n.user_id, n.platform, n.since_us
+        )
+        SELECT min(least(CAST(coalesce(start_ts, make_timestamp(since_us)) AS DATE),
+                         CAST(make_timestamp(since_us) AS DATE)))
+        FROM in_force
+    """, {"load_id": load_id}).fetchall()
+    return row[0][0]
+
+
+def _manifest(lake: Lake, t: LakeTable) -> tuple[dict[str, str], int | None]:
+    """The partitions the lake holds (with their fingerprints) and the last load they include."""
+    text = lake.read_text(t.folder, MANIFEST)
+    if not text:
+        return {}, None
+    body = json.loads(text)
+    return body["partitions"], body.get("load_id")
+
+
+def _save_manifest(lake: Lake, t: LakeTable, parts: dict[str, str], load_id: int | None) -> None:
+    body = {"table": t.name, "partition_column": PARTITION if t.date_expr else None,
+            "load_id": load_id, "partitions": dict(sorted(parts.items()))}
+    lake.write_atomic(json.dumps(body, indent=1).encode("utf-8"), t.folder, MANIFEST)
+
+
+def _partition_dir(t: LakeTable, p: str) -> tuple[str, ...]:
+    return (t.folder,) if t.date_expr is None else (t.folder, f"{PARTITION}={p}")
+
+
+def _remove_foreign_files(lake: Lake, folder: tuple[str, ...]) -> None:
+    """Other Parquet files in a partition the export just replaced (a Spark engine's output in
+    the same lake) would double its rows: they go. One engine should own a lake's Silver
+    folders (README); this keeps a switch between them from double counting."""
+    own = lake.path(*folder, PART_FILE)
+    prefix = lake.path(*folder) + "/"
+    for path in lake.files(*folder):
+        if path != own and "/" not in path[len(prefix):]:
+            lake.fs.delete_file(path)
+
+
+def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
+           tables: list[LakeTable] | None = None, crash_after: int | None = None,
+           full: bool = False) -> ExportResult:
+    """Bring the lake in line with the warehouse, rewriting only the partitions that differ.
+
+    Each table's manifest names the last load it includes. A table whose manifest is current is
+    skipped without reading it; otherwise only its partitions from :func:`changed_since` on are
+    fingerprinted (all of them for a new table, an unpartitioned one, or ``full``: after
+    ``silver_transforms.py --rebuild``, which rewrites history without a new load). The
+    manifest's load mark moves only once all of a table's partitions are written, so a crash
+    leaves the next export the same range to check. ``crash_after`` (tests) raises after that
+    many partitions were replaced.
+    """
+    started = time.monotonic()
+    result = ExportResult()
+    existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "stg_events" not in existing:
+        return result
+    latest = con.execute("SELECT max(load_id) FROM stg_events").fetchall()[0][0]
+    since_of: dict[int, dt.date | None] = {}
+    work_dir.mkdir(parents=True, exist_ok=True)
+    replaced = 0
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="lake-export-") as tmp:
+        for t in tables or TABLES:
+            if t.name not in existing:
+                continue
+            held, mark = _manifest(lake, t)
+            scoped = not full and mark is not None and latest is not None and mark <= latest
+            if scoped and mark == latest:
+                continue                                    # no load since this table's export
+            since = None
+            if scoped and t.date_expr is not None:
+                if mark not in since_of:
+                    since_of[mark] = changed_since(con, mark)
+                since = since_of[mark]
+            now = fingerprints(con, t, since)
+            result.checked[t.name] = len(now)
+            in_scope = [p for p in held if since is None or p >= since.isoformat()]
+            changed = sorted(p for p, fp in now.items() if held.get(p) != fp)
+            gone = sorted(p for p in in_scope if p not in now)
+            columns = _export_select(con, t) if changed else ""
+            for p in changed:
+                local = lake.temp_for(Path(tmp), *_partition_dir(t, p), PART_FILE)
+                where = "" if t.date_expr is None else (
+                    f"WHERE {t.date_expr} IS NULL" if p == "__null__" else f"WHERE {t.date_expr} = CAST($p AS DATE)")
+                # COPY's target cannot be a bound parameter: the path (ours: lake root + uuid) is quoted
+                target = str(local).replace("'", "''")
+                try:
+                    con.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{target}' "
+                                "(FORMAT parquet, COMPRESSION zstd)",
+                                {"p": p} if "$p" in where else {}).fetchall()
+                    lake.put_file(local, *_partition_dir(t, p), PART_FILE)
+                finally:
+                    local.unlink(missing_ok=True)           # a failed write leaves no temp file
+                _remove_foreign_files(lake, _partition_dir(t, p))
+                held[p] = now[p]
+                _save_manifest(lake, t, held, mark)
+                result.written[t.name] = result.written.get(t.name, 0) + 1
+                replaced += 1
+                if crash_after is not None and replaced >= crash_after:
+                    raise RuntimeError(f"simulated crash after {replaced} partition(s)")
+            for p in gone:
+                lake.delete_dir(*_partition_dir(t, p))
+                held.pop(p, None)
+                _save_manifest(lake, t, held, mark)
+                result.removed[t.name] = result.removed.get(t.name, 0) + 1
+            if changed or gone or mark != latest:
+                _save_manifest(lake, t, held, latest)       # the table now includes every load
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def export_after_run(cfg: Any) -> ExportResult | str | None:
+    """The hook after a committed run: export, or the error as one line (the batches are
+    committed; the next run's export finishes the job). None when no lake is configured."""
+    if not cfg.lakehouse_path:
+        return None
+    from .db import connect
+
+    try:
+        con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, read_only=True,
+                      memory_limit=cfg.duckdb_memory_limit)
+        try:
+            result = export(con, lake_of(cfg), Path(cfg.work_dir))
+        finally:
+            con.close()
+        log.info("%s", result.line())
+        return result
+    except Exception as exc:  # noqa: BLE001 - reported; nothing is lost, the next run exports again
+        log.exception("lake export failed")
+        return f"lake export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+
+
+# --------------------------------------------------------------------------------------------
+# reading the lake
+
+def parquet_glob(lake: Lake, t_folder: str, partitioned: bool) -> str:
+    return lake.uri_of(t_folder, f"*/*.parquet" if partitioned else "*.parquet")
+
+
+def iter_tables(lake: Lake) -> Iterator[tuple[str, str, bool]]:
+    """(name, folder, partitioned) of every table the lake holds files for, Silver and Gold."""
+    for t in TABLES:
+        if lake.files(t.folder):
+            yield t.name, t.folder, t.date_expr is not None
+    from . import gold
+
+    for v in gold.views():
+        if lake.files("gold", v.name):
+            yield v.name, f"gold/{v.name}", False

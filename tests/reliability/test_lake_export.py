@@ -1,0 +1,70 @@
+"""Faults of the lakehouse export: a crash mid-export, and a lake that cannot be written. Neither
+loses anything: the batches stay committed, and the next export finishes the job."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from nelo_etl import lakehouse, staging
+from nelo_etl.config import load_config
+
+from ..conftest import copy_samples, write_config
+from ..lake_helpers import rows, silver_relation, table_columns
+
+
+def _lake_equals_warehouse(cfg, root: Path) -> list[str]:
+    con = duckdb.connect(str(cfg.database_path), read_only=True)
+    try:
+        bad = []
+        for t in lakehouse.TABLES:
+            columns = table_columns(con, t.name, drop_metadata=False)
+            try:
+                lake_rows = rows(con, silver_relation(str(root), t.name), columns)
+            except duckdb.Error:
+                lake_rows = None
+            if rows(con, t.name, columns) != lake_rows:
+                bad.append(t.name)
+        return bad
+    finally:
+        con.close()
+
+
+def test_a_crash_mid_export_is_finished_by_the_next_export(project, tmp_path):
+    cfg = load_config(write_config(project, lakehouse_path=None))
+    run = staging.process_files(cfg, [copy_samples(project / "staging")])
+    assert run.ok and run.lake is None                 # no lake configured: no export
+    lake = lakehouse.open_lake(str(tmp_path / "lake"))
+    con = duckdb.connect(str(cfg.database_path), read_only=True)
+    try:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            lakehouse.export(con, lake, tmp_path / "work", crash_after=5)
+        assert _lake_equals_warehouse(cfg, tmp_path / "lake")          # half done
+        # the manifests never claim a partition the lake does not hold
+        for manifest in (tmp_path / "lake").rglob(lakehouse.MANIFEST):
+            for part in json.loads(manifest.read_text())["partitions"]:
+                folder = manifest.parent if part == "*" else manifest.parent / f"{lakehouse.PARTITION}={part}"
+                assert (folder / lakehouse.PART_FILE).is_file()
+        finished = lakehouse.export(con, lake, tmp_path / "work")
+        assert sum(finished.written.values()) > 0
+        assert lakehouse.export(con, lake, tmp_path / "work").written == {}
+    finally:
+        con.close()
+    assert _lake_equals_warehouse(cfg, tmp_path / "lake") == []
+    assert not list((tmp_path / "work").glob("lake-export-*"))       # temp files cleaned
+
+
+def test_an_unwritable_lake_fails_the_run_but_loses_nothing(project):
+    blocker = project / "not_a_folder"
+    blocker.write_text("a file where the lake should be")
+    cfg = load_config(write_config(project, lakehouse_path=str(blocker / "lake")))
+    run = staging.process_files(cfg, [copy_samples(project / "staging")])
+    assert [f.status for f in run.files] == ["committed"]
+    assert isinstance(run.lake, str) and run.lake.startswith("lake export failed")
+    assert not run.ok                                   # exit 1: someone must look
+    # fixed: the next export brings the lake in line, nothing was lost
+    cfg = load_config(write_config(project, lakehouse_path="lake"))
+    assert lakehouse.export_after_run(cfg).written
+    assert _lake_equals_warehouse(cfg, project / "lake") == []
