@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 PARTITION = "event_date"
 MANIFEST = "_manifest.json"
 PART_FILE = "part-0.parquet"
+#: Every decimal (money) column is written with this type, by either engine.
+LAKE_DECIMAL = "DECIMAL(38, 6)"
 
 
 @dataclass(frozen=True)
@@ -226,8 +228,8 @@ def _columns(con: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]]
 
 
 def _export_select(con: duckdb.DuckDBPyConnection, t: LakeTable) -> str:
-    """The table's columns as written: JSON as text, HUGEINT sums as BIGINT (Spark's types), and
-    without the partition column (its value is in the folder name)."""
+    """The table's columns as written: JSON as text, HUGEINT sums as BIGINT (Spark's types), money
+    as LAKE_DECIMAL, and without the partition column (its value is in the folder name)."""
     out = []
     for name, dtype in _columns(con, t.name):
         if t.date_expr is not None and name == PARTITION:
@@ -236,6 +238,11 @@ def _export_select(con: duckdb.DuckDBPyConnection, t: LakeTable) -> str:
             out.append(f"CAST({name} AS VARCHAR) AS {name}")
         elif dtype == "HUGEINT":
             out.append(f"CAST({name} AS BIGINT) AS {name}")
+        elif dtype.startswith("DECIMAL("):
+            # one money type in the lake, whichever engine wrote a partition: engines derive
+            # different precisions (DuckDB's price * quantity is DECIMAL(37, 6), Spark's (38, 6)),
+            # and Spark refuses to read a table whose files disagree
+            out.append(f"CAST({name} AS {LAKE_DECIMAL}) AS {name}")
         else:
             out.append(name)
     return ", ".join(out)

@@ -109,6 +109,21 @@ def literal(value: Any) -> exp.Expression:
     raise TypeError(f"no SQL literal for a {type(value).__name__}")
 
 
+def _double(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.DOUBLE):
+        return node
+    return exp.cast(node, exp.DataType.build("DOUBLE"))
+
+
+def _float_division(node: exp.Expression) -> exp.Expression:
+    """DuckDB's ``/`` always divides as DOUBLE (integers and DECIMAL money alike); Spark divides
+    DECIMALs as DECIMAL (a rate of money comes out rounded to six places) and Trino divides
+    integers as integers. Both operands as DOUBLE gives every engine DuckDB's meaning."""
+    if isinstance(node, exp.Div):
+        return exp.Div(this=_double(node.this.copy()), expression=_double(node.expression.copy()))
+    return node
+
+
 def _bind(params: Mapping[str, Any]) -> Callable[[exp.Expression], exp.Expression]:
     def replace(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Placeholder) and node.name:
@@ -131,6 +146,7 @@ def to_spark(text: str, params: Mapping[str, Any] | None = None) -> str:
         raise ValueError("not portable: " + "; ".join(problems))
     tree = sqlglot.parse_one(sql.strip_comments(text), read="duckdb")
     tree = tree.transform(_bind(params or {}), copy=True)
+    tree = tree.transform(_float_division, copy=False)
     return tree.sql(dialect="spark")
 
 
@@ -138,7 +154,7 @@ def to_athena(text: str, database: str | None = None, tables: set[str] | frozens
     """One Gold view's SELECT in Athena's (Trino) dialect, for the Glue DDL; references to
     ``tables`` are qualified with ``database`` (a view must not depend on the session's schema)."""
     check_version()
-    tree = sqlglot.parse_one(sql.strip_comments(text), read="duckdb")
+    tree = sqlglot.parse_one(sql.strip_comments(text), read="duckdb").transform(_float_division, copy=False)
     if database:
         for table in tree.find_all(exp.Table):
             if table.name in tables and not table.args.get("db"):

@@ -94,6 +94,18 @@ def _empty_table_sql(name: str) -> str:
     return select.where(exp.false()).sql(dialect="duckdb")
 
 
+def lake_types(df: Any) -> Any:
+    """Money as the lake's one decimal type (lakehouse.LAKE_DECIMAL), as the DuckDB export writes
+    it: Spark derives other precisions than DuckDB (price * quantity), and a table whose
+    partitions disagree cannot be read back."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DecimalType
+
+    casts = {f.name: F.col(f.name).cast(DecimalType(38, 6)) for f in df.schema.fields
+             if isinstance(f.dataType, DecimalType) and (f.dataType.precision, f.dataType.scale) != (38, 6)}
+    return df.withColumns(casts) if casts else df
+
+
 def _spark_date_expr(t: lakehouse.LakeTable) -> str:
     return sqlglot.parse_one(t.date_expr, read="duckdb").sql(dialect="spark")
 
@@ -140,6 +152,7 @@ class SparkRun:
 
         t = lakehouse.table(name)
         target = self.folder("silver", name)
+        df = lake_types(df)
         if t.date_expr is None:
             df.coalesce(1).write.mode("overwrite").parquet(target)
         else:
@@ -202,7 +215,7 @@ def build_gold(run: SparkRun) -> list[str]:
     written = []
     for view in gold.views():
         started = time.perf_counter()
-        df = run.spark.sql(portable.to_spark(view.select))
+        df = lake_types(run.spark.sql(portable.to_spark(view.select)))
         df.coalesce(1).write.mode("overwrite").parquet(run.folder("gold", view.name))
         written.append(view.name)
         run.seconds[view.name] = time.perf_counter() - started

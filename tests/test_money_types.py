@@ -36,5 +36,5 @@ def test_every_money_column_of_staging_and_silver_is_decimal(project):
 def test_no_sql_file_casts_money_to_decimal_again():
     files = sorted((sql.SQL_DIR / "silver").glob("*.sql")) + sorted((sql.SQL_DIR / "gold").glob("*.sql"))
     casts = [(f.name, m.group()) for f in files
-             for m in re.finditer(r"AS DECIMAL\(\d+, ?\d+\)", sql.strip_comments(f.read_text(encoding="utf-8")))]
+             for m in re.finditer(r"AS DECIMAL\(\d+, ?6\)", sql.strip_comments(f.read_text(encoding="utf-8")))]
     assert casts == [], f"money is DECIMAL from staging on; these casts are redundant: {casts}"

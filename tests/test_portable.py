@@ -23,9 +23,13 @@ def test_every_silver_and_gold_file_is_portable(path: Path) -> None:
         "\n".join(problems)
 
 
-def test_there_are_34_portable_files() -> None:
+def test_every_silver_model_and_gold_view_is_a_portable_file() -> None:
+    from nelo_etl import gold, silver
+
     names = [p.stem for p in portable.portable_files()]
-    assert len(names) == 34 and len(set(names)) == 34
+    assert len(names) == len(set(names))
+    assert sorted(names) == sorted([m.name for m in silver.MODELS] + [v.name for v in gold.views()])
+    assert len(names) == 36                      # 16 Silver models, 20 Gold views
 
 
 @pytest.mark.parametrize("bad, name", [
@@ -110,3 +114,13 @@ def test_the_pinned_sqlglot_is_the_one_installed() -> None:
     pinned = re.search(r"^sqlglot==(\S+)", (ROOT / "requirements.txt").read_text(), re.M)
     assert pinned and pinned.group(1) == portable.SQLGLOT_VERSION == sqlglot.__version__
     assert sql.strip_comments("SELECT 1 -- x") == "SELECT 1 "
+
+
+def test_division_means_what_it_means_in_duckdb_on_every_engine() -> None:
+    """DuckDB's / divides as DOUBLE; Spark would divide DECIMAL money as DECIMAL (rates rounded to
+    six places) and Trino integers as integers. The transpile casts both operands to DOUBLE."""
+    spark = portable.to_spark("SELECT (new_price - old_price) / old_price AS delta_pct, a / b FROM t")
+    assert "CAST((new_price - old_price) AS DOUBLE) / CAST(old_price AS DOUBLE)" in spark
+    assert "CAST(a AS DOUBLE) / CAST(b AS DOUBLE)" in spark
+    athena = portable.to_athena("SELECT sum(orders) / count(*) AS aov FROM t")
+    assert "CAST(SUM(orders) AS DOUBLE) / CAST(COUNT(*) AS DOUBLE)" in athena

@@ -19,9 +19,9 @@
 WITH exposures AS (
     SELECT user_id, event_timestamp_us, event_id, item_index,
            unnest(experiment_arms)                    AS arm,
-           unnest(range(len(experiment_arms)))        AS arm_position     -- position among the item's arms
+           unnest(range(array_length(experiment_arms)))        AS arm_position     -- position among the item's arms
     FROM fct_event_items
-    WHERE len(experiment_arms) > 0
+    WHERE array_length(experiment_arms) > 0
 ),
 flat AS (
     SELECT user_id, event_timestamp_us, event_id, item_index, arm_position,
@@ -54,7 +54,7 @@ experiments AS (
     SELECT experiment_id,
            sum(users)                                                             AS experiment_users,
            count(*)                                                               AS arms,
-           (count(*) * sum(users::HUGEINT * users) - sum(users)::HUGEINT * sum(users))::DOUBLE
+           (count(*) * sum(CAST(users AS DECIMAL(38, 0)) * users) - CAST(sum(users) AS DECIMAL(38, 0)) * sum(users))::DOUBLE
                / sum(users)::DOUBLE                                               AS chi_square
     FROM per_arm
     GROUP BY experiment_id
