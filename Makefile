@@ -10,12 +10,13 @@ DUCK1  := .venv-duckdb1
 DUCK1_STAMP := $(DUCK1)/.installed
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: install demo test test-airflow bench browser dashboard clean help
+.PHONY: install demo test test-fast test-airflow bench browser dashboard clean help
 
 help:
 	@echo "make install   - production: .venv with the runtime requirements only, and the logs/ and work/ folders"
 	@echo "make demo      - local SQS server + simulated traffic + the pipeline, end to end"
 	@echo "make test      - the test suite (what CI runs)"
+	@echo "make test-fast - the fast subset (-m 'not slow'): about a minute"
 	@echo "make bench     - the benchmarks (writes bench/RESULTS.md)"
 	@echo "make browser   - install Debian's chromium if missing (the dashboard's browser test; CI runs it)"
 	@echo "make dashboard - the dashboard of the demo's data: .demo/site/index.html (run make demo first)"
@@ -45,6 +46,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(DUCK1_STAMP)
 	$(PY) -m pytest -q
+
+# the fast subset (no subprocess runs, servers, browsers or Spark): about a minute
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 # The Airflow DAG loaded by Airflow's DagBag, in its own environment (Airflow pins its own tree).
 AIRFLOW_VENV := .venv-airflow

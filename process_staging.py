@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Load each batch file in staging/ into DuckDB (stg_events, Silver, checks, ledger) in one
-transaction per file, then move it to processed/. Bad messages go to dead_letter/."""
+"""Load each batch file in staging/ into DuckDB (stg_events, Silver, checks, ledger) atomically:
+waiting files together in one transaction (one ledger row each), or one at a time when that
+fails; then move them to processed/. Bad messages go to dead_letter/, with their reason."""
 from __future__ import annotations
 
 import argparse

@@ -22,6 +22,9 @@ from nelo_etl.config import ConfigError, load_config
 from .conftest import ROOT, write_config
 from .silver_helpers import load, make_project
 
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
+
 DUCK1 = ROOT / ".venv-duckdb1"
 
 

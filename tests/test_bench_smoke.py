@@ -5,6 +5,10 @@ import subprocess
 import sys
 
 from .conftest import ROOT
+import pytest
+
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
 
 
 def test_bench_smoke_writes_a_results_table(tmp_path):

@@ -24,6 +24,9 @@ from .conftest import ROOT
 from .silver_helpers import load, make_project
 from .test_silver_models import MIN, T0, coded, line
 
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
+
 #: Where the browser test leaves its screenshot (git-ignored); CI can keep it as an artefact.
 ARTIFACTS = Path(os.environ.get("NELO_TEST_ARTIFACTS", ROOT / "tests" / "artifacts"))
 

@@ -19,6 +19,9 @@ from .conftest import ROOT, write_config
 from .fault_proxy import FaultProxy
 from nelo_etl.localsqs import CREDENTIALS, MotoServer
 
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
+
 CRASH_POINTS = ["while_polling", "after_raw_write", "after_rename", "after_publish", "before_delete"]
 
 

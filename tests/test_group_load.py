@@ -11,6 +11,10 @@ from nelo_etl.simulate import SimConfig, Simulator, write_batches
 
 from .silver_helpers import make_project, silver_tables
 from .test_staging import query
+import pytest
+
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
 
 
 def _ledger(base: Path) -> list[tuple]:

@@ -22,6 +22,9 @@ from nelo_etl.simulate import SimConfig, Simulator, write_batches
 from .lake_helpers import diff, norm, rows, silver_relation, table_columns
 from .silver_helpers import load, make_project
 
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):

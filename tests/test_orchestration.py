@@ -10,6 +10,9 @@ import pytest
 
 from nelo_etl import cli
 
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
+
 DAG_FILE = Path(__file__).resolve().parent.parent / "orchestration" / "nelo_growth_dag.py"
 
 

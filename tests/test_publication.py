@@ -18,6 +18,9 @@ from nelo_etl.simulate import SimConfig, Simulator, write_batches
 from .conftest import ROOT
 from .silver_helpers import make_project
 
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> list[Path]:

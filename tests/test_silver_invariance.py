@@ -14,6 +14,9 @@ from nelo_etl.simulate import SimConfig, Simulator, write_batches
 from .conftest import ROOT
 from .silver_helpers import gold_views, load, make_project, silver_tables
 
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def traffic(tmp_path_factory):

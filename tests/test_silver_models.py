@@ -2,6 +2,8 @@
 hypothesis-made small histories against a plain-Python reference of metrics.md's definitions."""
 from __future__ import annotations
 
+import pytest
+
 import hashlib
 import itertools
 from datetime import datetime, timezone
@@ -166,6 +168,7 @@ def reference_versions(events):
     return out
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(histories())
 def test_small_histories_match_the_reference(tmp_path_factory, history):

@@ -113,6 +113,7 @@ def test_empty_only_bad_and_only_duplicate_files(project):
     assert list((project / "staging").glob("*.jsonl")) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["during_load", "before_commit"])
 def test_kill_9_during_the_load_leaves_nothing_and_a_rerun_equals_a_clean_run(project, tmp_path_factory, point):
     copy_samples(project / "staging", SAMPLE_NAME)
@@ -155,6 +156,7 @@ def test_a_failing_check_rolls_back_names_the_check_and_other_files_go_on(projec
     assert query(project, "SELECT status FROM etl_batches ORDER BY file_name") == [("failed",), ("committed",)]
 
 
+@pytest.mark.slow
 def test_a_held_database_is_retried_then_reported_in_one_line(project):
     from nelo_etl.config import load_config as load
     copy_samples(project / "staging", SAMPLE_NAME)
@@ -250,6 +252,7 @@ def test_both_parsers_give_the_same_rows(project, tmp_path):
             assert 0 <= fell_back < 0.1 * len(messages)                   # DuckDB did most of the work
 
 
+@pytest.mark.slow
 def test_parallel_parsing_equals_serial_parsing(project, tmp_path, monkeypatch):
     cfg = load_config(project / "config.json")
     messages = Simulator(SimConfig.chaos(events=2500, seed=13, bad_rate=0.02)).messages()

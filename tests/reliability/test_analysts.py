@@ -7,6 +7,10 @@ import sys
 from nelo_etl.simulate import SimConfig, Simulator, write_batches
 
 from ..test_staging import run_ps
+import pytest
+
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
 
 
 def test_a_reader_holding_the_analyst_database_through_ten_runs(project, tmp_path):

@@ -2,6 +2,8 @@
 good messages of the same batch are unaffected. 10,000 hypothesis-made bodies in all."""
 from __future__ import annotations
 
+import pytest
+
 import json
 from pathlib import Path
 
@@ -64,6 +66,7 @@ def envelope(i: int, body: bytes) -> bytes:
             + quoted.encode("utf-8", "surrogateescape") + b"}")
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(bodies=st.lists(bad_bodies(), min_size=500, max_size=500))

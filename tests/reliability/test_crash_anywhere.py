@@ -20,6 +20,10 @@ from nelo_etl.simulate import SimConfig, Simulator, write_batches
 from ..conftest import ROOT
 from ..silver_helpers import gold_views, load, make_project, silver_tables
 from ..test_etl import fast_queue_config
+import pytest
+
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
 
 ETL_POINTS = ["while_polling", "after_raw_write", "after_rename", "after_publish", "before_delete"]
 STAGING_POINTS = ["during_load", "before_commit"]

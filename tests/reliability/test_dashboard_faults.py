@@ -15,6 +15,9 @@ from ..silver_helpers import load, make_project
 from ..test_silver_models import MIN, T0, coded, item, line
 from ..test_staging import run_ps
 
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
+
 
 def put(project: Path, name: str, lines: list[str]) -> None:
     (project / "staging" / f"processing_batch_{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -17,6 +17,10 @@ from nelo_etl import cli
 from ..conftest import ROOT, SAMPLES, copy_samples, write_config
 from ..test_etl import fast_queue_config, run_etl, send
 from ..test_staging import SAMPLE_NAME, query, run_ps
+import pytest
+
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
 
 
 def test_a_deleted_staging_file_is_recovered_from_the_archive(project):

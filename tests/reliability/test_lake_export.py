@@ -14,6 +14,9 @@ from nelo_etl.config import load_config
 from ..conftest import copy_samples, write_config
 from ..lake_helpers import rows, silver_relation, table_columns
 
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
+
 
 def _lake_equals_warehouse(cfg, root: Path) -> list[str]:
     con = duckdb.connect(str(cfg.database_path), read_only=True)

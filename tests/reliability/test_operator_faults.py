@@ -22,6 +22,9 @@ from ..conftest import ROOT, copy_samples, write_config
 from ..fault_proxy import FaultProxy
 from ..test_etl import fast_queue_config, ids_in, send
 
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
+
 
 def etl_env(endpoint: str, url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ, **CREDENTIALS, SQS_QUEUE_URL=url, AWS_ENDPOINT_URL=endpoint, **extra)

@@ -13,6 +13,10 @@ from nelo_etl.localsqs import CREDENTIALS
 
 from ..conftest import ROOT
 from ..test_etl import drain, fast_queue_config, ids_in, send
+import pytest
+
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
 
 
 def start_etl(project, endpoint, url, **env):

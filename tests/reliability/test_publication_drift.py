@@ -17,6 +17,9 @@ from ..conftest import ROOT
 from ..silver_helpers import make_project
 from ..test_staging import run_ps
 
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> list[Path]:

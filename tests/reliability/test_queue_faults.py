@@ -9,6 +9,10 @@ from nelo_etl.localsqs import MotoServer
 
 from ..fault_proxy import FaultProxy
 from ..test_etl import drain, fast_queue_config, ids_in, run_etl, send
+import pytest
+
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
 
 
 def test_throttling_and_5xx_bursts_are_retried_and_the_run_succeeds(project, queue, moto_server):

@@ -21,6 +21,9 @@ import pytest
 from ..conftest import ROOT, SAMPLES, copy_samples, write_config
 from ..test_staging import SAMPLE_NAME, query, run_ps
 
+#: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
+pytestmark = pytest.mark.slow
+
 LINES = SAMPLES.read_text(encoding="utf-8").splitlines()
 
 
