@@ -57,7 +57,8 @@ DEFAULT_TEAMS: dict[str, dict[str, Any]] = {
         "vw_platform_daily_performance_sessions", "vw_product_daily_performance", "vw_growth_engagement_daily",
         "vw_list_daily_performance_sessions", "vw_campaign_performance_daily", "vw_experiment_performance",
         "gold_segment_bounce_v", "gold_segment_checkout_abandon_v", "gold_segment_high_value_abandon_v",
-        "gold_segment_abandon_no_purchase_since_v", "gold_segment_abandon_then_bought_different_v"]},
+        "gold_segment_abandon_no_purchase_since_v", "gold_segment_abandon_then_bought_different_v",
+        "gold_user_features_v", "vw_experiment_srm"]},
     "finance": {"group": None, "views": [
         "vw_daily_purchase_discounts", "vw_product_campaign_discounts", "vw_installment_adoption_daily",
         "vw_gold_product_campaign_price_change_events", "vw_gold_product_campaign_current_status",
