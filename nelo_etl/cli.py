@@ -166,9 +166,11 @@ def run(main: Callable[[argparse.Namespace, Config], int], parser: argparse.Argu
         return fail(EXIT_FAILED, "error: interrupted")
     except Exception as exc:  # noqa: BLE001 - cron gets one line; the log gets the traceback
         log.exception("unexpected failure")
-        return fail(EXIT_FAILED, f"error: {type(exc).__name__}: {_first_line(exc)}")
+        return fail(EXIT_FAILED, f"error: {type(exc).__name__}: {first_line(exc)}")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's first line for a one-line report: never empty, never an IndexError
+    (``MemoryError()`` and ``RuntimeError()`` have no message at all); callers name the class."""
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else "(no message)"

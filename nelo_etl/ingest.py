@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .cli import first_line
 from .config import Config, ConfigError
 
 log = logging.getLogger("nelo_etl.ingest")
@@ -323,7 +324,7 @@ class Ingestor:
                     {"Id": str(j), "ReceiptHandle": h[0]["ReceiptHandle"], "VisibilityTimeout": q.visibility_timeout_seconds}
                     for j, h in enumerate(chunk)])
             except Exception as exc:  # noqa: BLE001 - the next receive reports a real queue failure
-                log.warning("could not extend the visibility of %d messages: %s", len(due) - i, _first_line(exc))
+                log.warning("could not extend the visibility of %d messages: %s", len(due) - i, first_line(exc))
                 return
             for ok in resp.get("Successful", []):
                 entry = chunk[int(ok["Id"])]
@@ -369,7 +370,7 @@ class Ingestor:
                 try:
                     self.poll(fh, to_delete)
                 except Exception as exc:  # noqa: BLE001 - keep what was received, then fail
-                    self.summary.error = f"queue failure: {type(exc).__name__}: {_first_line(exc)}"
+                    self.summary.error = f"queue failure: {type(exc).__name__}: {first_line(exc)}"
                     self.summary.stopped = "error"
                     log.error("%s", self.summary.error)
                 fh.flush()
@@ -387,11 +388,6 @@ class Ingestor:
         finally:
             self.summary.seconds = time.monotonic() - t0
         return self.summary
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else "(no message)"
 
 
 def queue_target(cfg: Config) -> tuple[str, str | None]:
@@ -415,19 +411,28 @@ def max_run_seconds(cfg: Config) -> float:
     return 2 * (q.max_seconds_per_run + q.wait_time_seconds) + 2 * cfg.db_lock_timeout_seconds
 
 
+def try_lock(folder: Path, name: str) -> Any:
+    """An OS file lock on ``folder/name`` (created if missing), taken without waiting; None when
+    another process holds it. The OS releases it even on kill -9."""
+    from filelock import FileLock, Timeout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / name), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    return lock
+
+
 def acquire_lock(cfg: Config) -> Any:
     """The run lock (an flock on work/etl.lock, released by the OS even on kill -9). The holder
     notes its PID and start in work/etl.lock.owner, so a run that finds the lock held can tell a
     slow run (LockHeld: skip) from a hung one (LockHeld with ``stale``: an error)."""
-    from filelock import FileLock, Timeout
-
     work = Path(cfg.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(work / LOCK_NAME), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise _lock_held(cfg, work) from None
+    lock = try_lock(work, LOCK_NAME)
+    if lock is None:
+        raise _lock_held(cfg, work)
     owner = {"pid": os.getpid(), "since_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "since_epoch": time.time()}
     tmp = work / f".{OWNER_NAME}.tmp"

@@ -16,7 +16,6 @@ nothing is marked, and the next replay tries again.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from . import sql, wire
 from .config import Config
 from .db import connect, ensure_schema
 from .ingest import durable_copy, encode_text, fsync_dir
+from .staging import sha256_of
 
 log = logging.getLogger("nelo_etl.replay")
 
@@ -67,17 +67,9 @@ def candidates(cfg: Config, reason_prefix: str | None) -> list[tuple[str, str, i
 def _source(cfg: Config, name: str, sha: str) -> Path | None:
     for folder in (cfg.archive_dir, cfg.processed_dir):
         path = Path(folder) / name
-        if path.is_file() and _sha256(path) == sha:
+        if path.is_file() and sha256_of(path) == sha:
             return path
     return None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def replay_dead_letters(cfg: Config, reason_prefix: str | None = None) -> ReplayResult:

@@ -8,6 +8,7 @@ row goes into the ``etl_batches`` ledger. Only after the commit does the file mo
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -24,9 +25,10 @@ import duckdb
 import pyarrow as pa
 
 from . import gold, lakehouse, silver, sql, warehouse, wire
+from .cli import first_line
 from .config import Config
 from .db import DatabaseBusy, connect, ensure_schema, transaction
-from .ingest import crash_point, durable_copy, fsync_dir
+from .ingest import crash_point, durable_copy, fsync_dir, try_lock
 
 log = logging.getLogger("nelo_etl.staging")
 
@@ -214,7 +216,7 @@ def _parse_line(cols: _Columns, number: int, line: str, experiment_pattern: str,
     except wire.RejectedMessage as exc:
         reason, detail = exc.reason, exc.detail
     except Exception as exc:  # noqa: BLE001 - a parser bug must cost one message, not the batch
-        reason, detail = f"load_error:{type(exc).__name__}", _first_line(exc)
+        reason, detail = f"load_error:{type(exc).__name__}", first_line(exc)
     else:
         cols.add_event(number, env, event)
         return
@@ -245,7 +247,7 @@ def _parse_chunk_lines(chunk: Sequence[tuple[int, str]], experiment_pattern: str
                 p, r = single.tables()
             except Exception as exc:  # noqa: BLE001
                 one = [{"MessageId": None, "line_number": number, "reason": f"load_error:{type(exc).__name__}",
-                        "detail": _first_line(exc), "Body": line}]
+                        "detail": first_line(exc), "Body": line}]
                 single = _Columns()
                 single.add_rejected(number, None, one[0]["reason"], one[0]["detail"], _db_text(line))
                 p, r = single.tables()
@@ -256,13 +258,6 @@ def _parse_chunk_lines(chunk: Sequence[tuple[int, str]], experiment_pattern: str
                   pa.concat_tables(rejected) if rejected else REJECTED_SCHEMA.empty_table())
     dead_letters.extend(records)
     return tables
-
-
-def _first_line(exc: BaseException) -> str:
-    """An exception's first line for a one-line report: never empty, never an IndexError
-    (``MemoryError()`` and ``RuntimeError()`` have no message at all)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else f"{type(exc).__name__} (no message)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -524,7 +519,7 @@ def _load_alone(con: Any, load: _Load) -> None:
             if not is_data_error(exc):
                 raise
             log.warning("%s: the load failed for a data reason (%s); isolating the offending lines",
-                        load.path.name, _first_line(exc))
+                        load.path.name, first_line(exc))
             bad = _isolate(con, load, exc)
             _exclude(con, load, bad)
             load.result.isolated = len(bad)
@@ -546,7 +541,7 @@ def _load_group(con: Any, loads: list[_Load]) -> bool:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure: one file at a time decides
         log.warning("loading %d files in one transaction failed (%s: %s); loading them one at a time",
-                    len(loads), type(exc).__name__, _first_line(exc))
+                    len(loads), type(exc).__name__, first_line(exc))
         return False
     for load in loads:
         _drop_parse_tables(con, load)
@@ -668,9 +663,7 @@ def _isolate(con: Any, load: _Load, first_error: BaseException) -> dict[int, tup
             raise first_error
         con.execute("CREATE OR REPLACE TEMP TABLE parsed_items AS SELECT * FROM parsed_all "
                     "WHERE line_number IN (SELECT unnest($lines::INTEGER[]))", {"lines": subset}).fetchall()
-        trial_result = FileResult(load.path.name, "trial")
-        trial = _Load(load.cfg, load.path, load.sha, load.batch_id, load.reprocess, load.started, load.identity,
-                      trial_result, load.dead_letters, load.tag, hook=load.hook)
+        trial = dataclasses.replace(load, result=FileResult(load.path.name, "trial"))
         try:
             _transaction(con, [trial], None, trial=True)
         except Exception as exc:  # noqa: BLE001
@@ -681,7 +674,7 @@ def _isolate(con: Any, load: _Load, first_error: BaseException) -> dict[int, tup
 
     def search(subset: list[int], error: BaseException) -> None:
         if len(subset) == 1:
-            bad[subset[0]] = (load_error_reason(error), _first_line(error))
+            bad[subset[0]] = (load_error_reason(error), first_line(error))
             return
         half = len(subset) // 2
         found = len(bad)
@@ -814,7 +807,7 @@ def parse_with_duckdb(con: Any, cfg: Config, path: Path, dead_letters: list[dict
     try:
         fallback = _duckdb_parse(con, cfg, path)
     except duckdb.Error as exc:     # e.g. invalid UTF-8, or a file too big for the memory limit
-        log.info("DuckDB could not parse %s (%s); using the Python parser", path.name, _first_line(exc))
+        log.info("DuckDB could not parse %s (%s); using the Python parser", path.name, first_line(exc))
         for table in ("parsed_lines", "parsed_line_items"):
             con.execute(f"DROP TABLE IF EXISTS {table}").fetchall()
         create_parse_tables(con)
@@ -923,15 +916,10 @@ STAGING_LOCK = "process_staging.lock"
 def staging_lock(cfg: Config) -> Any:
     """The loader's own lock (``work/process_staging.lock``): two loaders at once would race for
     the same staging files. Released by the OS even on kill -9."""
-    from filelock import FileLock, Timeout
-
-    work = Path(cfg.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(work / STAGING_LOCK), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise StagingBusy(f"another process is loading staging files (it holds {work / STAGING_LOCK})") from None
+    lock = try_lock(Path(cfg.work_dir), STAGING_LOCK)
+    if lock is None:
+        raise StagingBusy(f"another process is loading staging files "
+                          f"(it holds {Path(cfg.work_dir) / STAGING_LOCK})")
     return lock
 
 
@@ -1047,9 +1035,9 @@ def _result_of_error(path: Path, exc: BaseException) -> tuple[FileResult, bool]:
         return FileResult(path.name, "failed", error=str(exc)), True
     if isinstance(exc, FileNotFoundError):
         # gone between listing and loading (moved by someone else): nothing to load here
-        return FileResult(path.name, "failed", error=f"the file disappeared: {_first_line(exc)}"), False
+        return FileResult(path.name, "failed", error=f"the file disappeared: {first_line(exc)}"), False
     log.error("loading %s failed", path.name, exc_info=exc)
-    return FileResult(path.name, "failed", error=f"{type(exc).__name__}: {_first_line(exc)}"), True
+    return FileResult(path.name, "failed", error=f"{type(exc).__name__}: {first_line(exc)}"), True
 
 
 def refresh_gold_layer(cfg: Config) -> dict[str, float] | str:
@@ -1063,22 +1051,4 @@ def refresh_gold_layer(cfg: Config) -> dict[str, float] | str:
             con.close()
     except Exception as exc:  # noqa: BLE001
         log.exception("gold refresh failed")
-        return f"gold refresh failed: {type(exc).__name__}: {_first_line(exc)}"
-
-
-def process_staging_dir(cfg: Config) -> RunResult:
-    """What etl.py runs after ingesting: every staging file, oldest first; prints one line each.
-    When another loader holds the staging lock, this run leaves the files to it (not a failure)."""
-    try:
-        run = process_files(cfg, staging_files(cfg))
-    except StagingBusy as exc:
-        log.info("processing skipped: %s", exc)
-        print(f"processing skipped: {exc}")
-        return RunResult()
-    for f in run.files:
-        print(f.line())
-    if run.gold_line():
-        print(run.gold_line())
-    if run.lake is not None:
-        print(run.lake if isinstance(run.lake, str) else run.lake.line())
-    return run
+        return f"gold refresh failed: {type(exc).__name__}: {first_line(exc)}"

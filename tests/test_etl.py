@@ -241,3 +241,13 @@ def test_a_run_ingests_and_processes_into_the_warehouse(project, queue):
         con.close()
     assert received == len(sent) + len(more)
     assert staged_ids | dead_ids <= set(sent) | set(more)
+
+
+def etl_env(endpoint: str, url: str, **extra: str) -> dict[str, str]:
+    """etl.py's environment against a local server: credentials, queue, endpoint, ``extra``; the
+    fault-injection variables only when ``extra`` sets them."""
+    env = dict(os.environ, **CREDENTIALS, SQS_QUEUE_URL=url, AWS_ENDPOINT_URL=endpoint, **extra)
+    for name in ("NELO_CRASH_AT", "NELO_PAUSE_AT", "ETL_CONFIG"):
+        if name not in extra:
+            env.pop(name, None)
+    return env

@@ -20,18 +20,10 @@ from nelo_etl.localsqs import CREDENTIALS
 
 from ..conftest import ROOT, copy_samples, write_config
 from ..fault_proxy import FaultProxy
-from ..test_etl import fast_queue_config, ids_in, send
+from ..test_etl import etl_env, fast_queue_config, ids_in, send
 
 #: subprocesses, servers, browsers or many loads: not in the fast subset (make test-fast)
 pytestmark = pytest.mark.slow
-
-
-def etl_env(endpoint: str, url: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ, **CREDENTIALS, SQS_QUEUE_URL=url, AWS_ENDPOINT_URL=endpoint, **extra)
-    for name in ("NELO_CRASH_AT", "NELO_PAUSE_AT", "ETL_CONFIG"):
-        if name not in extra:
-            env.pop(name, None)
-    return env
 
 
 def etl(project: Path, env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
