@@ -949,7 +949,7 @@ def _process_files(cfg: Config, paths: Sequence[Path], reprocess: bool, move: bo
                 move_to(path, Path(cfg.processed_dir))
             log.info("%s", result.line())
             run.files.append(result)
-    if refresh_gold and any(f.status == "committed" for f in run.files):
+    if refresh_gold and (any(f.status == "committed" for f in run.files) or publication_pending(cfg)):
         warehouse.check_present(cfg)    # publishing would create an empty one
         run.gold = refresh_gold_layer(cfg)
         # the lakehouse (staged events + Silver as Parquet); a failure loses nothing: the next
@@ -1038,6 +1038,27 @@ def _result_of_error(path: Path, exc: BaseException) -> tuple[FileResult, bool]:
         return FileResult(path.name, "failed", error=f"the file disappeared: {first_line(exc)}"), False
     log.error("loading %s failed", path.name, exc_info=exc)
     return FileResult(path.name, "failed", error=f"{type(exc).__name__}: {first_line(exc)}"), True
+
+
+def publication_pending(cfg: Config) -> bool:
+    """Whether committed loads are not published yet: a run killed between its COMMIT and the
+    publication leaves journal rows (or no analytics file at all), and the next run must publish
+    them even when it commits nothing itself."""
+    if not Path(cfg.database_path).exists():
+        return False
+    try:
+        con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
+    except Exception:  # noqa: BLE001 - busy or unreadable: the next run looks again
+        return False
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
+        if "fct_events" not in tables:
+            return False                # nothing loaded yet: nothing to publish
+        if not gold.analytics_path(cfg).exists():
+            return True
+        return bool(con.execute("SELECT count(*) FROM publish_journal").fetchall()[0][0])
+    finally:
+        con.close()
 
 
 def refresh_gold_layer(cfg: Config) -> dict[str, float] | str:

@@ -135,3 +135,19 @@ def test_a_crash_between_the_base_commit_and_the_warehouse_commit_means_one_full
     assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
     assert load_and_publish(cfg, files[7:8])["publish_mode"] == "incremental"
     assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
+
+
+def test_a_run_killed_between_commit_and_publication_is_published_by_the_next_run(files, tmp_path):
+    """The next run commits nothing new (its files are loaded already), yet the journal still names
+    the killed run's rows: it publishes them, instead of waiting for the next batch."""
+    cfg = make_project(tmp_path)
+    staging.process_files(cfg, files[:2], move=False, refresh_gold=False)     # as if killed before publishing
+    assert not gold.analytics_path(cfg).exists() and staging.publication_pending(cfg)
+    run = staging.process_files(cfg, files[:2], move=False)                    # both skipped: already loaded
+    assert [f.status for f in run.files] == ["skipped", "skipped"] and isinstance(run.gold, dict)
+    assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
+    assert not staging.publication_pending(cfg)
+    staging.process_files(cfg, files[2:3], move=False, refresh_gold=False)
+    assert staging.publication_pending(cfg)                                    # the journal names it
+    assert isinstance(staging.process_files(cfg, [], move=False).gold, dict)   # an empty run publishes
+    assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
