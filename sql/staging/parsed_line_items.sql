@@ -13,72 +13,89 @@
 -- word on everything else.
 WITH item_lists AS (
     SELECT line_number,
-           -- parsed_lines' grammar leaves "}, {" only between items and inside item_params, where
-           -- it always reads "}}, {key=": shield those with chr(29), then split on plain text
+           -- [{item_id=..}, {item_id=..}]: cut between items on the literal "}, {item_id="; a list
+           -- of another shape gives one null item, which is not ok, so its line goes to nelo_etl.wire
            CASE WHEN items_raw = '[]' THEN []::VARCHAR[]
-                ELSE string_split(replace(items_raw[3:-3], '}}, {key=', '}}' || chr(29) || '{key='), '}, {')
+                WHEN starts_with(items_raw, '[{item_id=') AND ends_with(items_raw, '}]')
+                    THEN string_split(items_raw[11:-3], '}, {item_id=')
+                ELSE [NULL]::VARCHAR[]
            END AS bodies
     FROM parsed_lines
     WHERE event_ok
 ),
 item_bodies AS (
     SELECT line_number,
-           replace(unnest(bodies), chr(29), ', ') AS body,
+           unnest(bodies) AS body,          -- the item without its leading "item_id="
            unnest(range(len(bodies)))::INTEGER AS item_index,
            len(bodies)::INTEGER AS item_count
     FROM item_lists
 ),
--- fields split only on ", " + a known item key + "=" (values may hold commas, "=" and quotes)
-fields AS (
+-- item_params comes last, as a [..] list; the scalar fields before it hold no bracket
+item_parts AS (
     SELECT line_number, item_index, item_count, body,
-           string_split_regex(body, ', (?:item_id|item_name|item_brand|item_variant|item_category|item_category2|item_category3|item_category4|item_category5|price_in_usd|price|quantity|item_revenue_in_usd|item_revenue|item_refund_in_usd|item_refund|coupon|affiliation|location_id|item_list_id|item_list_name|item_list_index|promotion_id|promotion_name|creative_name|creative_slot|item_params)=') AS f
+           strpos(body, ', item_params=[') AS params_at
     FROM item_bodies
+),
+scalar_parts AS (
+    SELECT line_number, item_index, item_count,
+           CASE WHEN params_at > 0 THEN body[:params_at - 1] END AS scalars,
+           CASE WHEN params_at > 0 THEN body[params_at + 14:] END AS item_params
+    FROM item_parts
 ),
 -- The fast path takes an item whose 27 keys stand in the producer's order, each once; any other
 -- item (keys missing, moved, repeated, unknown) sends its line to nelo_etl.wire, which reads any
--- order. The order is proven by rebuilding the text with the expected keys: two different
--- ", <key>=" cannot both start at one place (a key never holds "="), so an equal rebuild means the
--- split found exactly the expected keys, in order.
+-- order. Fields are cut on "=" (a literal split, some 10 times faster than a regular expression
+-- over the keys). A key is never followed by a space, so an "=" after a space is a value's own and
+-- is shielded with chr(30) first (restored in every value). With no other "=" inside a value,
+-- piece k is "<value k>, <key k+1>", so 26 pieces that each end with the expected next key are
+-- exactly the contract's split on ", <key>=", in order. A value holding any other "=", a bracket
+-- or chr(30) is left to nelo_etl.wire.
+fields AS (
+    SELECT line_number, item_index, item_count, item_params,
+           coalesce(strpos(scalars, '{') = 0 AND strpos(scalars, '}') = 0 AND strpos(scalars, '[') = 0
+                    AND strpos(scalars, ']') = 0 AND strpos(scalars, chr(30)) = 0, false) AS plain,
+           string_split(replace(scalars, ' =', ' ' || chr(30)), '=') AS t
+    FROM scalar_parts
+),
 raw_items AS (
-    SELECT line_number, item_index, item_count,
-           coalesce(len(f) = 27 AND starts_with(f[1], 'item_id=')
-               AND body = concat(f[1], ', item_name=', f[2], ', item_brand=', f[3], ', item_variant=', f[4],
-                   ', item_category=', f[5], ', item_category2=', f[6], ', item_category3=', f[7],
-                   ', item_category4=', f[8], ', item_category5=', f[9], ', price_in_usd=', f[10],
-                   ', price=', f[11], ', quantity=', f[12], ', item_revenue_in_usd=', f[13],
-                   ', item_revenue=', f[14], ', item_refund_in_usd=', f[15], ', item_refund=', f[16],
-                   ', coupon=', f[17], ', affiliation=', f[18], ', location_id=', f[19],
-                   ', item_list_id=', f[20], ', item_list_name=', f[21], ', item_list_index=', f[22],
-                   ', promotion_id=', f[23], ', promotion_name=', f[24], ', creative_name=', f[25],
-                   ', creative_slot=', f[26], ', item_params=', f[27]), false)
-             AS in_order,
-           f[1][9:] AS item_id,
-           f[2] AS item_name,
-           f[3] AS item_brand,
-           f[4] AS item_variant,
-           f[5] AS item_category,
-           f[6] AS item_category2,
-           f[7] AS item_category3,
-           f[8] AS item_category4,
-           f[9] AS item_category5,
-           f[10] AS price_in_usd,
-           f[11] AS price,
-           f[12] AS quantity,
-           f[13] AS item_revenue_in_usd,
-           f[14] AS item_revenue,
-           f[15] AS item_refund_in_usd,
-           f[16] AS item_refund,
-           f[17] AS coupon,
-           f[18] AS affiliation,
-           f[19] AS location_id,
-           f[20] AS item_list_id,
-           f[21] AS item_list_name,
-           f[22] AS item_list_index,
-           f[23] AS promotion_id,
-           f[24] AS promotion_name,
-           f[25] AS creative_name,
-           f[26] AS creative_slot,
-           f[27] AS item_params
+    SELECT line_number, item_index, item_count, item_params,
+           coalesce(plain AND len(t) = 26
+               AND ends_with(t[1], ', item_name') AND ends_with(t[2], ', item_brand') AND ends_with(t[3], ', item_variant')
+               AND ends_with(t[4], ', item_category') AND ends_with(t[5], ', item_category2') AND ends_with(t[6], ', item_category3')
+               AND ends_with(t[7], ', item_category4') AND ends_with(t[8], ', item_category5') AND ends_with(t[9], ', price_in_usd')
+               AND ends_with(t[10], ', price') AND ends_with(t[11], ', quantity') AND ends_with(t[12], ', item_revenue_in_usd')
+               AND ends_with(t[13], ', item_revenue') AND ends_with(t[14], ', item_refund_in_usd') AND ends_with(t[15], ', item_refund')
+               AND ends_with(t[16], ', coupon') AND ends_with(t[17], ', affiliation') AND ends_with(t[18], ', location_id')
+               AND ends_with(t[19], ', item_list_id') AND ends_with(t[20], ', item_list_name') AND ends_with(t[21], ', item_list_index')
+               AND ends_with(t[22], ', promotion_id') AND ends_with(t[23], ', promotion_name') AND ends_with(t[24], ', creative_name')
+               AND ends_with(t[25], ', creative_slot'), false) AS in_order,
+           -- piece k without its trailing ", <key k+1>", its shielded "=" restored
+           replace(t[1][:-12], chr(30), '=') AS item_id,
+           replace(t[2][:-13], chr(30), '=') AS item_name,
+           replace(t[3][:-15], chr(30), '=') AS item_brand,
+           replace(t[4][:-16], chr(30), '=') AS item_variant,
+           replace(t[5][:-17], chr(30), '=') AS item_category,
+           replace(t[6][:-17], chr(30), '=') AS item_category2,
+           replace(t[7][:-17], chr(30), '=') AS item_category3,
+           replace(t[8][:-17], chr(30), '=') AS item_category4,
+           replace(t[9][:-15], chr(30), '=') AS item_category5,
+           replace(t[10][:-8], chr(30), '=') AS price_in_usd,
+           replace(t[11][:-11], chr(30), '=') AS price,
+           replace(t[12][:-22], chr(30), '=') AS quantity,
+           replace(t[13][:-15], chr(30), '=') AS item_revenue_in_usd,
+           replace(t[14][:-21], chr(30), '=') AS item_revenue,
+           replace(t[15][:-14], chr(30), '=') AS item_refund_in_usd,
+           replace(t[16][:-9], chr(30), '=') AS item_refund,
+           replace(t[17][:-14], chr(30), '=') AS coupon,
+           replace(t[18][:-14], chr(30), '=') AS affiliation,
+           replace(t[19][:-15], chr(30), '=') AS location_id,
+           replace(t[20][:-17], chr(30), '=') AS item_list_id,
+           replace(t[21][:-18], chr(30), '=') AS item_list_name,
+           replace(t[22][:-15], chr(30), '=') AS item_list_index,
+           replace(t[23][:-17], chr(30), '=') AS promotion_id,
+           replace(t[24][:-16], chr(30), '=') AS promotion_name,
+           replace(t[25][:-16], chr(30), '=') AS creative_name,
+           replace(t[26], chr(30), '=') AS creative_slot
     FROM fields
 ),
 items AS MATERIALIZED (  -- read twice below: materialised, so the fields are split once

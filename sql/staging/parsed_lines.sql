@@ -7,7 +7,8 @@
 -- Params: $source_path, $min_ts_us, $max_ts_us, $max_skew_us, $min_sent_ms, $max_sent_ms.
 --
 -- It accepts a line only when every value is in a form whose meaning is certain (JSON integers,
--- printable ASCII names, no extra body fields, no duplicate JSON keys, the items grammar, ...).
+-- printable ASCII names, no extra body fields, no duplicate JSON keys, ...; the items grammar is
+-- checked by parsed_line_items.sql as it cuts the text).
 -- Anything else is `event_ok = false` and nelo_etl.wire decides: it loads the line or
 -- dead-letters it with its reason code. So both paths give the same rows
 -- (tests/test_staging.py holds them equal) and reason codes come from one place.
@@ -93,11 +94,7 @@ checked AS (
                -- strings with a visible ASCII character are non-blank under any definition of blank
                AND regexp_matches(user_id, '[!-~]') AND regexp_matches(event_name, '[!-~]')
                AND regexp_full_match(platform_raw, '[ -~]*[!-~][ -~]*')
-               -- the items grammar: [{..}, {..}] with at most one [..] list of {key=.., value={..}} per item
-               AND regexp_full_match(items_raw,
-                   '\[(\{[^{}\[\]]+(\[(\{key=[^{}\[\]]*?, value=\{[^{}\[\]]*\}\}(, \{key=[^{}\[\]]*?, value=\{[^{}\[\]]*\}\})*)?\][^{}\[\]]*)?\}(, \{[^{}\[\]]+(\[(\{key=[^{}\[\]]*?, value=\{[^{}\[\]]*\}\}(, \{key=[^{}\[\]]*?, value=\{[^{}\[\]]*\}\})*)?\][^{}\[\]]*)?\})*)?\]')
-               -- chr(29) and chr(31) mark splits later on: a text holding them takes the Python path
-               AND strpos(items_raw, chr(29)) = 0 AND strpos(items_raw, chr(31)) = 0
+               -- the items text is checked as parsed_line_items.sql cuts it
            ELSE false END, false) AS event_ok
     FROM events
 )
