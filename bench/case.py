@@ -54,19 +54,47 @@ def backfill(args) -> dict:
     return {"seconds": time.perf_counter() - t, "stages": merged_stages(run)}
 
 
+#: lines per history file: the history arrives as batch files, as in the field (and a 5M-event
+#: history in one 10 GB file would measure nothing but that file)
+HISTORY_FILE_LINES = 100_000
+
+
+def _split_history(files: list[Path], history: int, batch: int, folder: Path) -> Path:
+    """Stream the traffic into history files of HISTORY_FILE_LINES lines and one batch file of the
+    newest arrivals (the last batch/(history+batch) of the lines). Returns the batch file."""
+    total = sum(1 for p in files for _ in open(p, encoding="utf-8"))
+    cut = total * history // (history + batch)
+    tmp = folder.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    out, n = None, 0
+    for p in files:
+        with open(p, encoding="utf-8") as fh:
+            for line in fh:
+                if n % HISTORY_FILE_LINES == 0 and n < cut or n == cut:
+                    if out:
+                        out.close()
+                    name = (f"processing_batch_00000000T{n // HISTORY_FILE_LINES:06d}_history.jsonl" if n < cut
+                            else "processing_batch_99999999T999999_batch.jsonl")
+                    out = open(tmp / name, "w", encoding="utf-8")
+                out.write(line)
+                n += 1
+    if out:
+        out.close()
+    tmp.rename(folder)
+    return folder / "processing_batch_99999999T999999_batch.jsonl"
+
+
 def incremental(args) -> dict:
     """A batch of the same traffic on top of a history (loaded untimed, then copied per run)."""
-    files = traffic(args.history + args.batch, 2)      # history, then the newest arrivals
     base = args.work.parent / f"history_{args.history}"
+    data = args.work.parent / f"split_{args.history}"
     if not base.exists():
-        messages = [l for p in files for l in p.read_text(encoding="utf-8").splitlines()]
-        cut = len(messages) * args.history // (args.history + args.batch)
-        data = args.work.parent / f"split_{args.history}"
-        data.mkdir(parents=True, exist_ok=True)
-        (data / "processing_batch_00000000T000000_history.jsonl").write_text("\n".join(messages[:cut]) + "\n")
-        (data / "processing_batch_99999999T999999_batch.jsonl").write_text("\n".join(messages[cut:]) + "\n")
+        files = traffic(args.history + args.batch, max(2, args.history // 500_000))
+        batch_file = _split_history(files, args.history, args.batch, data)
         cfg = load_config(workspace(base))
-        assert process_files(cfg, [data / "processing_batch_00000000T000000_history.jsonl"], move=False).ok
+        history = sorted(p for p in data.glob("*_history.jsonl"))
+        assert process_files(cfg, history, move=False).ok
     if args.prepare:
         return {"seconds": 0.0}
     shutil.rmtree(args.work, ignore_errors=True)
@@ -74,10 +102,48 @@ def incremental(args) -> dict:
     (args.work / "config.json").write_text((base / "config.json").read_text())
     cfg = load_config(args.work / "config.json")
     t = time.perf_counter()
-    run = process_files(cfg, [args.work.parent / f"split_{args.history}" / "processing_batch_99999999T999999_batch.jsonl"],
-                        move=False)
+    run = process_files(cfg, [data / "processing_batch_99999999T999999_batch.jsonl"], move=False)
     assert run.ok
     return {"seconds": time.perf_counter() - t, "stages": merged_stages(run)}
+
+
+def reprocess(args) -> dict:
+    """A day of archives (``--files``, 96 by default) reloaded by hand through ``--reprocess`` on
+    top of the warehouse they made (loaded untimed, copied per run)."""
+    files = traffic(args.events, args.files)
+    base = args.work.parent / f"reprocess_base_{args.events}_{args.files}"
+    if not base.exists():
+        cfg = load_config(workspace(base))
+        assert process_files(cfg, files, move=False).ok
+    if args.prepare:
+        return {"seconds": 0.0}
+    shutil.rmtree(args.work, ignore_errors=True)
+    shutil.copytree(base, args.work)
+    (args.work / "config.json").write_text((base / "config.json").read_text())
+    cfg = load_config(args.work / "config.json")
+    t = time.perf_counter()
+    run = process_files(cfg, files, reprocess=True, move=False)
+    assert run.ok
+    return {"seconds": time.perf_counter() - t, "stages": merged_stages(run)}
+
+
+def receive(args) -> dict:
+    """etl.py's receive rate against bench.receive's in-memory SQS-protocol server."""
+    import contextlib
+    import io
+
+    from . import receive as receiver
+
+    out = io.StringIO()
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        rc = receiver.main(["--messages", str(args.events)])
+    assert rc == 0, out.getvalue()
+    import re
+
+    # etl.py's own wall time (bench.receive prints it), not the simulator's or the server's set-up
+    seconds = float(re.search(r" in ([0-9.]+) s ", out.getvalue()).group(1)) if " in " in out.getvalue() else None
+    return {"seconds": seconds or time.perf_counter() - t, "report": out.getvalue().strip()}
 
 
 def read_json(args) -> dict:
@@ -137,7 +203,7 @@ def rebuild(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("case", choices=["backfill", "incremental", "read_json", "naive", "rebuild"])
+    parser.add_argument("case", choices=["backfill", "incremental", "reprocess", "receive", "read_json", "naive", "rebuild"])
     parser.add_argument("--events", type=int, default=0)
     parser.add_argument("--files", type=int, default=1)
     parser.add_argument("--history", type=int, default=0)
