@@ -4,10 +4,11 @@ file analysts connect to, and the business report.
 Analysts never open the warehouse itself: DuckDB lets no other process open a file that one
 process holds read-write, and the job must write every 15 minutes. After each committed run the
 job publishes ``analytics.duckdb`` beside the warehouse: the Silver tables, the ledger and the Gold
-views, copied from a private base copy that each publication brings up to date with only what
-the loads rewrote (``publish_journal``), into a temp file swapped in by atomic rename. An
-analyst's open connection keeps the snapshot it opened (the old inode) and sees new data on
-reconnect; the writer never waits for them.
+views. The job keeps two private generations of that file and alternates: each publication brings
+the one not published now up to date with only what the loads rewrote (``publish_journal``) and
+swaps it in by hard link and atomic rename, so its cost follows the batch, not the warehouse. An
+analyst's open connection keeps the snapshot it opened (its inode, never written while published
+or held) and sees new data on reconnect; the writer never waits for them.
 """
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ log = logging.getLogger("nelo_etl.gold")
 
 GOLD_DIR = sql.SQL_DIR / "gold"
 ANALYTICS_NAME = "analytics.duckdb"
-#: The job's private, incrementally kept copy the analytics file is copied from.
-BASE_NAME = ".analytics_base.duckdb"
+#: The job's two private generations of the analytics file (see gen_paths).
+GEN_NAMES = (".analytics_a.duckdb", ".analytics_b.duckdb")
 #: Each team's file is warehouse/team_<name>.duckdb.
 TEAM_PREFIX = "team_"
 #: What analysts get besides Silver: the ledger (freshness) and dead letters (without raw bodies).
@@ -147,14 +148,25 @@ def team_path(cfg: Config, team: str) -> Path:
     return Path(cfg.database_path).with_name(f"{TEAM_PREFIX}{team}.duckdb")
 
 
-def base_path(cfg: Config) -> Path:
-    """The job's own copy of what analysts get, kept up to date incrementally; never opened by
-    anyone else, so the job can always write it."""
-    return Path(cfg.database_path).with_name(BASE_NAME)
+def gen_paths(cfg: Config) -> tuple[Path, Path]:
+    """The two generations of the analytics file. One is ``analytics.duckdb`` (the same inode, a
+    hard link); the other is the one published before it, which the next publication updates in
+    place unless an analyst still holds it open (then it is replaced by a copy of the live one)."""
+    folder = Path(cfg.database_path).parent
+    return folder / GEN_NAMES[0], folder / GEN_NAMES[1]
 
 
-#: Temp files of a publication: .analytics.duckdb.<pid>.tmp, .team_<name>.duckdb.<pid>.tmp (+ .wal).
-_TMP_RE = re.compile(r"^\.(?:analytics|team_\w+)\.duckdb\.\d+\.tmp(?:\.wal)?$")
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = a.stat(), b.stat()
+    except FileNotFoundError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+#: Temp files of a publication: .analytics.duckdb.<pid>.tmp, .analytics_a.duckdb.<pid>.tmp,
+#: .team_<name>.duckdb.<pid>.tmp (+ .wal).
+_TMP_RE = re.compile(r"^\.(?:analytics|analytics_[ab]|team_\w+)\.duckdb\.\d+\.tmp(?:\.wal)?$")
 
 
 def clean_leftovers(cfg: Config) -> list[str]:
@@ -180,6 +192,25 @@ def _published_names(cfg: Config) -> set[str]:
 def _install(tmp: Path, target: Path, group: str | None) -> None:
     """Make a finished temp file the published one: fsync, read-only for its owner and group
     (``group`` if set), no stale WAL beside the target, atomic rename, fsync the folder."""
+    _seal(tmp, target, group)
+    Path(str(target) + ".wal").unlink(missing_ok=True)
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def _install_link(gen: Path, target: Path, group: str | None) -> None:
+    """Publish a finished generation as ``target``: sealed like _install, then a hard link to it
+    under a temp name renamed over the target (atomic; the generation keeps its own name)."""
+    _seal(gen, target, group)
+    tmp = _tmp_for(target)
+    os.link(gen, tmp)
+    Path(str(target) + ".wal").unlink(missing_ok=True)
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def _seal(tmp: Path, target: Path, group: str | None) -> None:
+    """fsync, then read-only for its owner and group (``group`` if set)."""
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     if group is not None:
@@ -193,9 +224,6 @@ def _install(tmp: Path, target: Path, group: str | None) -> None:
             log.warning("group %s cannot reach %s: its folder lets them not through (chgrp %s %s; chmod g+x)",
                         group, target, group, target.parent)
     os.chmod(tmp, 0o440)            # read-only, for the owner and the analysts' group
-    Path(str(target) + ".wal").unlink(missing_ok=True)
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
 
 
 def _tmp_for(target: Path) -> Path:
@@ -205,50 +233,75 @@ def _tmp_for(target: Path) -> Path:
     return tmp
 
 
-def publish(cfg: Config, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """Bring the base copy of Silver up to date, then publish a copy of it with the ledger, the
-    dead letters and the views as the analytics file (temp file, atomic rename); then each
-    team's file.
+def publish(cfg: Config, con: duckdb.DuckDBPyConnection, teams: bool | None = None) -> dict[str, Any]:
+    """Bring the generation not published now up to date, with the ledger, the dead letters and
+    the views, and publish it as the analytics file; then each team's file when it is due
+    (``teams``: None = when due, True/False = always/never).
 
-    The base copy takes only the rows the loads since the last publication rewrote (the keys
-    ``publish_journal`` names), so its cost follows the batch, not the warehouse; a missing,
-    unreadable or differently shaped base, one made from another warehouse or another state of
-    this one (``warehouse_meta``), or a ``--rebuild``, copies everything once. What still grows
-    with the warehouse is the final file copy, at disk speed. Every file is written in the
+    The spare generation takes only the rows the loads since its last publication rewrote (the
+    keys ``publish_journal`` names), so the cost follows the batch, not the warehouse. When an
+    analyst still holds the spare open (a DuckDB reader locks it), or it is missing or broken, it
+    is replaced by a byte copy of the live one (its readers keep the old inode) and brought up to
+    date from there; one made from another warehouse or another state of this one
+    (``publish_gens``), or a ``--rebuild``, is built whole once. Every file is written in the
     storage format ``analytics_storage_version`` so DuckDB 1.x clients can open it."""
     clean_leftovers(cfg)
     target = analytics_path(cfg)
-    base = base_path(cfg)
-    stats = update_base(con, base, cfg.analytics_storage_version)
-    tmp = _tmp_for(target)
-    shutil.copyfile(base, tmp)
-    if Path(str(base) + ".wal").exists():         # normally checkpointed away; copied if not
-        shutil.copyfile(Path(str(base) + ".wal"), Path(str(tmp) + ".wal"))
-    con.execute("ATTACH $path AS publish_db", {"path": str(tmp)}).fetchall()
-    try:
-        con.execute("DROP TABLE publish_db._publish_state").fetchall()
-        for name, select in EXTRA_TABLES.items():
-            con.execute(f"CREATE TABLE publish_db.{name} AS {select}").fetchall()
-    finally:
-        con.execute("DETACH publish_db").fetchall()
-    pub = duckdb.connect(str(tmp))
+    gens = gen_paths(cfg)
+    live = next((i for i, gen in enumerate(gens) if _same_file(gen, target)), None)
+    spare, donor = (gens[1 - live], gens[live]) if live is not None else (gens[0], gens[1])
+    stats = update_generation(con, spare, donor, cfg.analytics_storage_version)
+    pub = duckdb.connect(str(spare))
     try:
         create_views(pub)
         pub.execute("CHECKPOINT").fetchall()
     finally:
         pub.close()
-    _install(tmp, target, cfg.analysts_group)
-    stats["teams"] = publish_teams(cfg, con)
+    _install_link(spare, target, cfg.analysts_group)
+    due = teams_due(cfg) if teams is None else (sorted(cfg.teams) if teams else [])
+    t = time.monotonic()
+    stats["teams"] = publish_teams(cfg, con, due)
+    stats["teams_s"] = time.monotonic() - t
     return stats
 
 
-def publish_teams(cfg: Config, con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Each team's own file: only its Gold views, materialised as tables (so nothing beneath
-    them, no Silver row and no user-level detail a view does not show, is in the file), with
-    the views' documentation. Needs the Gold views in ``con``'s database. A file of a team no
-    longer configured is removed. Returns the teams published."""
-    docs = {v.name: v for v in views()}
+def teams_due(cfg: Config) -> list[str]:
+    """The teams whose file is missing, older than ``team_refresh_minutes``, or holds other views
+    than its configuration names."""
+    due = []
     for team, team_cfg in sorted(cfg.teams.items()):
+        path = team_path(cfg, team)
+        try:
+            age_minutes = (time.time() - path.stat().st_mtime) / 60
+        except FileNotFoundError:
+            due.append(team)
+            continue
+        if age_minutes >= cfg.team_refresh_minutes or age_minutes < 0:      # a clock set back: refresh
+            due.append(team)
+            continue
+        try:
+            with duckdb.connect(str(path), read_only=True) as tcon:
+                held = {r[0] for r in tcon.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        except duckdb.Error:
+            held = set()
+        if held != set(team_cfg.views):
+            due.append(team)
+    return due
+
+
+def publish_teams(cfg: Config, con: duckdb.DuckDBPyConnection, teams: Sequence[str] | None = None) -> list[str]:
+    """Each team's own file (``teams``, default all): only its Gold views, materialised as tables
+    (so nothing beneath them, no Silver row and no user-level detail a view does not show, is in
+    the file), with the views' documentation. Needs the Gold views in ``con``'s database. A file
+    of a team no longer configured is removed. Returns the teams published.
+
+    Gold views aggregate the whole history, so a team file costs what its views cost over the
+    warehouse; publish() therefore refreshes them every ``team_refresh_minutes``, not every run."""
+    docs = {v.name: v for v in views()}
+    wanted = sorted(cfg.teams) if teams is None else sorted(teams)
+    for team, team_cfg in sorted(cfg.teams.items()):
+        if team not in wanted:
+            continue
         target = team_path(cfg, team)
         tmp = _tmp_for(target)
         con.execute("ATTACH $path AS team_db (STORAGE_VERSION $version)",
@@ -269,27 +322,36 @@ def publish_teams(cfg: Config, con: duckdb.DuckDBPyConnection) -> list[str]:
         if path.name not in _published_names(cfg):
             log.warning("removing %s: its team is no longer in the config", path.name)
             path.unlink(missing_ok=True)
-    return sorted(cfg.teams)
+    return wanted
 
 
-def update_base(con: duckdb.DuckDBPyConnection, base: Path, storage_version: str = "v1.0.0") -> dict[str, Any]:
-    """Apply the journal to the base copy (one transaction on the base file), then trim the
-    journal and note the publication in ``warehouse_meta`` (one transaction on the warehouse).
-    Returns {"publish_mode": "full" | "incremental", "publish_keys": keys applied}."""
+def update_generation(con: duckdb.DuckDBPyConnection, gen: Path, donor: Path,
+                      storage_version: str = "v1.0.0") -> dict[str, Any]:
+    """Bring the generation ``gen`` up to date (one transaction on it), then note it in
+    ``publish_gens`` and trim the journal to what the older of the two generations still needs
+    (one transaction on the warehouse). ``donor`` is the live generation: when ``gen`` is held
+    open by a reader, missing or broken, ``gen`` becomes a byte copy of it first.
+    Returns {"publish_mode": "full" | "copy" | "incremental", "publish_keys": keys applied}."""
     tables = [m.name for m in silver.MODELS]
-    sql.run_script(con, sql.SQL_DIR / "ddl" / "warehouse_meta.sql")      # a warehouse made before it
-    warehouse_id, token = con.execute("SELECT warehouse_id, publication_token FROM warehouse_meta").fetchall()[0]
+    for ddl in ("warehouse_meta", "publish_gens"):                       # a warehouse made before them
+        sql.run_script(con, sql.SQL_DIR / "ddl" / f"{ddl}.sql")
+    warehouse_id = con.execute("SELECT warehouse_id FROM warehouse_meta").fetchall()[0][0]
+    known = {(j, t) for j, t in con.execute("SELECT journal_id, publication_token FROM publish_gens").fetchall()}
     upto = con.execute("SELECT coalesce(max(journal_id), 0) FROM publish_journal").fetchall()[0][0]
-    _attach_base(con, base, storage_version)
+    copied = _attach_base(con, gen, donor, storage_version)
     new_token = uuid.uuid4().hex
     try:
-        done = _base_state(con, tables, warehouse_id, token)
+        done = _base_state(con, tables, warehouse_id, known)
+        if done is None and not copied and donor.exists():     # stale (e.g. orphaned by a crash): copy the live one
+            con.execute("DETACH pub_base").fetchall()
+            copied = _attach_base(con, gen, donor, storage_version, replace=True)
+            done = _base_state(con, tables, warehouse_id, known)
         pending = [] if done is None else con.execute(
             "SELECT table_name, max(key_json = '*') AS whole, count(*) FROM publish_journal "
             "WHERE journal_id > $done AND journal_id <= $upto GROUP BY table_name",
             {"done": done, "upto": upto}).fetchall()
         full = done is None
-        with transaction(con):           # writes the base only: DuckDB writes one database a transaction
+        with transaction(con):           # writes the generation only: DuckDB writes one database a transaction
             if full:
                 for name in tables:
                     con.execute(f"CREATE OR REPLACE TABLE pub_base.{name} AS SELECT * FROM main.{name}").fetchall()
@@ -303,52 +365,92 @@ def update_base(con: duckdb.DuckDBPyConnection, base: Path, storage_version: str
                     con.execute(f"INSERT INTO pub_base.{name} SELECT * FROM main.{name}").fetchall()
                 else:
                     _apply_keys(con, name, done, upto)
+            for name, select in EXTRA_TABLES.items():     # small: rewritten whole
+                con.execute(f"CREATE OR REPLACE TABLE pub_base.{name} AS {select}").fetchall()
             con.execute("UPDATE pub_base._publish_state SET journal_id = $upto, publication_token = $token",
                         {"upto": upto, "token": new_token}).fetchall()
-        con.execute("CHECKPOINT pub_base").fetchall()     # the file copy below must hold everything
+        con.execute("CHECKPOINT pub_base").fetchall()     # the published file must hold everything, no WAL
     finally:
         con.execute("DETACH pub_base").fetchall()
-    # The base holds everything up to `upto` now and names the new token. A crash before this
-    # commit leaves the warehouse on the old token, so the next publication copies everything:
-    # never a row twice or missed.
+    # The generation holds everything up to `upto` now under the new token. A crash before this
+    # commit leaves the warehouse without that token, so the generation is rebuilt next time:
+    # never a row twice or missed. The journal keeps what the other generation still lacks.
     with transaction(con):
-        con.execute("DELETE FROM publish_journal WHERE journal_id <= $upto", {"upto": upto}).fetchall()
+        con.execute("DELETE FROM publish_gens WHERE gen_name = $g", {"g": gen.name}).fetchall()
+        con.execute("INSERT INTO publish_gens VALUES ($g, $upto, $token)",
+                    {"g": gen.name, "upto": upto, "token": new_token}).fetchall()
+        con.execute("DELETE FROM publish_gens WHERE gen_name NOT IN $names", {"names": list(GEN_NAMES)}).fetchall()
+        con.execute("DELETE FROM publish_journal WHERE journal_id <= (SELECT min(journal_id) FROM publish_gens)"
+                    ).fetchall()
         con.execute("UPDATE warehouse_meta SET publication_token = $token, "
                     "publication_generation = publication_generation + 1", {"token": new_token}).fetchall()
-    return {"publish_mode": "full" if full else "incremental",
-            "publish_keys": sum(c for _, _, c in pending)}
+    mode = "full" if full else "copy" if copied else "incremental"
+    return {"publish_mode": mode, "publish_keys": sum(c for _, _, c in pending)}
 
 
-def _attach_base(con: duckdb.DuckDBPyConnection, base: Path, storage_version: str) -> None:
-    """ATTACH the base copy as ``pub_base`` in ``storage_version``; an unreadable base, or one in
-    another storage format (DuckDB cannot lower a file's version), is deleted and made anew."""
-    try:
-        con.execute("ATTACH $path AS pub_base (STORAGE_VERSION $version)",
-                    {"path": str(base), "version": storage_version}).fetchall()
-        tags = con.execute("SELECT tags FROM duckdb_databases() WHERE database_name = 'pub_base'").fetchall()[0][0]
-        if dict(tags).get("storage_version", "").rstrip("+") != storage_version:
-            con.execute("DETACH pub_base").fetchall()
-            raise ValueError(f"storage version {dict(tags).get('storage_version')}, not {storage_version}")
-    except (duckdb.Error, ValueError) as exc:
-        log.warning("the publication base %s is unusable (%s); rebuilding it", base, str(exc).splitlines()[0])
-        for leftover in (base, Path(str(base) + ".wal")):
-            leftover.unlink(missing_ok=True)
-        con.execute("ATTACH $path AS pub_base (STORAGE_VERSION $version)",
-                    {"path": str(base), "version": storage_version}).fetchall()
+def _attach_base(con: duckdb.DuckDBPyConnection, gen: Path, donor: Path, storage_version: str,
+                 replace: bool = False) -> bool:
+    """ATTACH ``gen`` read-write as ``pub_base`` in ``storage_version``. A generation that a
+    reader holds (DuckDB's lock), that is missing, unreadable or in another storage format
+    (DuckDB cannot lower a file's version) is replaced by a byte copy of ``donor`` (or, failing
+    that, an empty file) under its name: readers of the old one keep their inode. Returns whether
+    it was replaced by a copy (``replace``: replace it in any case)."""
+    problem = "replaced" if replace else None
+    if gen.exists() and not replace:
+        try:
+            os.chmod(gen, 0o640)            # sealed read-only when it was published; we own it
+        except OSError:
+            pass
+        try:
+            _attach_checked(con, gen, storage_version)
+            return False
+        except (duckdb.Error, ValueError) as exc:
+            problem = str(exc).splitlines()[0]
+    for candidate in (donor, None):
+        tmp = gen.with_name(f"{gen.name}.{os.getpid()}.tmp")
+        try:
+            if candidate is not None:
+                if not candidate.exists():
+                    continue
+                shutil.copyfile(candidate, tmp)
+                os.replace(tmp, gen)        # never written in place: a reader keeps its inode
+            else:
+                gen.unlink(missing_ok=True)
+            Path(str(gen) + ".wal").unlink(missing_ok=True)
+            _attach_checked(con, gen, storage_version)
+        except (duckdb.Error, ValueError, OSError) as exc:
+            log.warning("publication: %s unusable as a start (%s)", candidate or "an empty file",
+                        str(exc).splitlines()[0])
+            tmp.unlink(missing_ok=True)
+            continue
+        if problem:
+            log.info("publication: %s was unusable (%s); started from %s", gen.name, problem,
+                     candidate.name if candidate else "an empty file")
+        return candidate is not None
+    raise RuntimeError(f"cannot create the publication file {gen}")
+
+
+def _attach_checked(con: duckdb.DuckDBPyConnection, path: Path, storage_version: str) -> None:
+    con.execute("ATTACH $path AS pub_base (STORAGE_VERSION $version)",
+                {"path": str(path), "version": storage_version}).fetchall()
+    tags = con.execute("SELECT tags FROM duckdb_databases() WHERE database_name = 'pub_base'").fetchall()[0][0]
+    if dict(tags).get("storage_version", "").rstrip("+") != storage_version:
+        con.execute("DETACH pub_base").fetchall()
+        raise ValueError(f"storage version {dict(tags).get('storage_version')}, not {storage_version}")
 
 
 def _base_state(con: duckdb.DuckDBPyConnection, tables: list[str], warehouse_id: str,
-                token: str | None) -> int | None:
-    """The journal id the base copy is complete up to; None when it must be built whole: new,
-    from another version of the Silver models, columns that no longer match, or made from
-    another warehouse or another state of this one (a restored backup, a crash between the
-    base's commit and the warehouse's: the token differs)."""
+                known: set[tuple[int, str]]) -> int | None:
+    """The journal id the attached generation is complete up to; None when it must be built
+    whole: new, from another version of the Silver models, columns that no longer match, or
+    made from another warehouse or another state of this one (a restored backup, a crash between
+    the generation's commit and the warehouse's: its (journal id, token) is not in publish_gens)."""
     try:
         (state,) = con.execute("SELECT journal_id, tables, warehouse_id, publication_token "
                                "FROM pub_base._publish_state").fetchall()
     except (duckdb.Error, ValueError):
         return None
-    if state[1] != ",".join(tables) or state[2] != warehouse_id or token is None or state[3] != token:
+    if state[1] != ",".join(tables) or state[2] != warehouse_id or (state[0], state[3]) not in known:
         return None
     shapes = con.execute(
         "SELECT database_name = 'pub_base', table_name, list(column_name || ' ' || data_type ORDER BY column_index) "
@@ -402,9 +504,10 @@ def refresh(cfg: Config, con: duckdb.DuckDBPyConnection) -> dict[str, float]:
     t1 = time.monotonic()
     stats = publish(cfg, con)
     seconds = time.monotonic() - t1
-    log.info("analytics file published (%s, %d journal keys) in %.2f s", stats["publish_mode"],
-             stats["publish_keys"], seconds)
-    timings = {"gold_views_s": t1 - t0, "publish_s": seconds}
+    log.info("analytics file published (%s, %d journal keys) in %.2f s; team files refreshed: %s (%.2f s)",
+             stats["publish_mode"], stats["publish_keys"], seconds - stats["teams_s"],
+             ", ".join(stats["teams"]) or "none due", stats["teams_s"])
+    timings = {"gold_views_s": t1 - t0, "publish_s": seconds - stats["teams_s"], "teams_s": stats["teams_s"]}
     if cfg.report_dir is not None:
         from . import dashboard
 

@@ -89,14 +89,14 @@ def test_duckdb_1x_opens_every_published_file_and_answers_every_view(published, 
         assert probe["files"][str(path)]["rows"] == rows_of(paths[0], team_views)   # the same answers
 
 
-def test_a_base_copy_in_the_newer_format_is_replaced_by_one_in_the_configured_format(tmp_path, sample_lines):
+def test_a_generation_in_the_newer_format_is_replaced_by_one_in_the_configured_format(tmp_path, sample_lines):
     cfg = make_project(tmp_path)
-    with duckdb.connect(str(gold.base_path(cfg))) as con:                # as an older version left it
+    with duckdb.connect(str(gold.gen_paths(cfg)[0])) as con:             # as an older version left it
         con.execute("CREATE TABLE _publish_state AS SELECT 1 AS journal_id").fetchall()
     batch = tmp_path / "processing_batch_20251017T000000_a.jsonl"
     batch.write_text("\n".join(sample_lines) + "\n")
     load(cfg, [batch])
-    for path in (gold.base_path(cfg), gold.analytics_path(cfg), gold.team_path(cfg, "growth")):
+    for path in (gold.gen_paths(cfg)[0], gold.analytics_path(cfg), gold.team_path(cfg, "growth")):
         with duckdb.connect(str(path), read_only=True) as con:
             tags = con.execute("SELECT tags FROM duckdb_databases() WHERE NOT internal").fetchall()[0][0]
         assert dict(tags)["storage_version"] == "v1.0.0+", path

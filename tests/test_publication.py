@@ -1,10 +1,14 @@
 """The analytics file's incremental publication: after any sequence of loads its Silver tables
-equal the warehouse's, row for row, while each publication copies only what the loads rewrote."""
+equal the warehouse's, row for row, while each publication writes only what the loads rewrote
+into the generation not published now (or, when a reader holds that one, into a copy of the
+live one); team files follow team_refresh_minutes."""
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -53,11 +57,20 @@ def load_and_publish(cfg: Config, paths: list[Path], reprocess: bool = False) ->
 
 
 def journal_rows(cfg: Config) -> int:
+    """Journal rows both generations already hold (the trim must have removed them)."""
     con = duckdb.connect(str(cfg.database_path), read_only=True)
     try:
-        return con.execute("SELECT count(*) FROM publish_journal").fetchall()[0][0]
+        return con.execute("SELECT count(*) FROM publish_journal WHERE journal_id <= "
+                           "(SELECT min(journal_id) FROM publish_gens)").fetchall()[0][0]
     finally:
         con.close()
+
+
+def spare(cfg: Config) -> Path:
+    """The generation that is not the analytics file now (the next publication's)."""
+    live = gold.analytics_path(cfg).stat().st_ino
+    (other,) = [g for g in gold.gen_paths(cfg) if not g.exists() or g.stat().st_ino != live]
+    return other
 
 
 def test_each_publication_copies_the_rewritten_rows_and_equals_the_warehouse(files, tmp_path):
@@ -67,8 +80,9 @@ def test_each_publication_copies_the_rewritten_rows_and_equals_the_warehouse(fil
         stats = load_and_publish(cfg, [path])
         modes.append(stats["publish_mode"])
         assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path), path.name
-        assert journal_rows(cfg) == 0                      # trimmed once the base holds it
-    assert modes == ["full"] + ["incremental"] * (len(files) - 1)
+        assert journal_rows(cfg) == 0                      # trimmed once both generations hold it
+    assert modes == ["full", "copy"] + ["incremental"] * (len(files) - 2)
+    assert gold.analytics_path(cfg).stat().st_nlink == 2                # a hard link to a generation
     stats = load_and_publish(cfg, files[:2], reprocess=True)          # by hand, again
     assert stats["publish_mode"] == "incremental" and stats["publish_keys"] > 0
     assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
@@ -76,19 +90,24 @@ def test_each_publication_copies_the_rewritten_rows_and_equals_the_warehouse(fil
         assert con.execute("SELECT sum(sessions) FROM vw_platform_daily_performance_sessions").fetchall()[0][0] > 0
 
 
-def test_a_rebuild_or_a_lost_or_broken_base_publishes_everything_once(files, tmp_path):
+def test_a_rebuild_or_a_lost_or_broken_generation_publishes_everything_once(files, tmp_path):
     cfg = make_project(tmp_path)
-    load_and_publish(cfg, files[:6])
+    load_and_publish(cfg, files[:5])
+    load_and_publish(cfg, files[5:6])                   # both generations made
     out = subprocess.run([sys.executable, str(ROOT / "silver_transforms.py"), "--config", str(cfg.path), "--rebuild"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     stats = load_and_publish(cfg, files[6:8])
-    assert stats["publish_mode"] == "incremental"      # the base is valid; the rebuild marked every table
+    assert stats["publish_mode"] == "incremental"      # the spare is valid; the rebuild marked every table
     assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
-    gold.base_path(cfg).unlink()
-    assert load_and_publish(cfg, files[8:9])["publish_mode"] == "full"
-    gold.base_path(cfg).write_bytes(b"not a database" * 100)
-    assert load_and_publish(cfg, files[9:10])["publish_mode"] == "full"
+    spare(cfg).unlink()                                 # a lost generation: a copy of the live one
+    assert load_and_publish(cfg, files[8:9])["publish_mode"] == "copy"
+    spare(cfg).write_bytes(b"not a database" * 100)     # a broken one: the same
+    assert load_and_publish(cfg, files[9:10])["publish_mode"] == "copy"
+    assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
+    for gen in gold.gen_paths(cfg):                     # both lost: everything, once
+        gen.unlink()
+    assert load_and_publish(cfg, files[10:11])["publish_mode"] == "full"
     assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
 
 
@@ -112,10 +131,12 @@ def test_a_crash_before_the_journal_is_trimmed_is_harmless(files, tmp_path):
     assert journal_rows(cfg) == 0
 
 
-def test_a_crash_between_the_base_commit_and_the_warehouse_commit_means_one_full_copy(files, tmp_path):
-    """The base names the new publication token before the warehouse does: killed in between,
-    the warehouse still holds the old token and its untrimmed journal, so the next publication
-    copies everything once (and equals the warehouse), then goes on incrementally."""
+def test_a_crash_between_the_generation_commit_and_the_warehouse_commit_means_one_copy(files, tmp_path):
+    """A generation records its new publication token before the warehouse does: killed in
+    between, the warehouse still holds the old tokens and its untrimmed journal. The older
+    generation is still consistent with that, so the next publication brings it up to date; the
+    one with the unknown token is then rebuilt once (a copy), and every publication equals the
+    warehouse."""
     cfg = make_project(tmp_path)
     load_and_publish(cfg, files[:3])
     staging.process_files(cfg, files[3:5], move=False, refresh_gold=False)
@@ -123,17 +144,22 @@ def test_a_crash_between_the_base_commit_and_the_warehouse_commit_means_one_full
     try:
         kept = con.execute("SELECT * FROM publish_journal").fetchall()
         meta = con.execute("SELECT publication_token, publication_generation FROM warehouse_meta").fetchall()[0]
+        gens = con.execute("SELECT * FROM publish_gens").fetchall()
         gold.publish(cfg, con)
         assert con.execute("SELECT publication_generation FROM warehouse_meta").fetchall()[0][0] == meta[1] + 1
-        # as if killed after the base's commit: the warehouse's transaction never happened
+        # as if killed after the generation's commit: the warehouse's transaction never happened
         con.executemany("INSERT INTO publish_journal VALUES (?, ?, ?, ?)", kept)
+        con.execute("DELETE FROM publish_gens").fetchall()
+        con.executemany("INSERT INTO publish_gens VALUES (?, ?, ?)", gens)
         con.execute("UPDATE warehouse_meta SET publication_token = $t, publication_generation = $g",
                     {"t": meta[0], "g": meta[1]}).fetchall()
     finally:
         con.close()
-    assert load_and_publish(cfg, files[5:7])["publish_mode"] == "full"
+    assert load_and_publish(cfg, files[5:7])["publish_mode"] == "incremental"    # the older generation
     assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
-    assert load_and_publish(cfg, files[7:8])["publish_mode"] == "incremental"
+    assert load_and_publish(cfg, files[7:8])["publish_mode"] == "copy"           # the orphaned one
+    assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
+    assert load_and_publish(cfg, files[8:9])["publish_mode"] == "incremental"
     assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
 
 
@@ -151,3 +177,49 @@ def test_a_run_killed_between_commit_and_publication_is_published_by_the_next_ru
     assert staging.publication_pending(cfg)                                    # the journal names it
     assert isinstance(staging.process_files(cfg, [], move=False).gold, dict)   # an empty run publishes
     assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
+
+
+def test_a_reader_holding_the_spare_generation_keeps_its_snapshot_and_the_publication_copies(files, tmp_path):
+    """An analyst who opened the analytics file two publications ago still holds that inode (a
+    DuckDB reader locks it): the job never writes it; the spare is replaced by a copy of the live
+    generation, and the reader goes on reading what it opened."""
+    cfg = make_project(tmp_path)
+    load_and_publish(cfg, files[:2])
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); "
+         "n = con.execute('SELECT count(*) FROM fct_events').fetchall()[0][0]; print(n, flush=True); "
+         "sys.stdin.readline(); print(con.execute('SELECT count(*) FROM fct_events').fetchall()[0][0], flush=True)",
+         str(gold.analytics_path(cfg))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        before = int(reader.stdout.readline())
+        assert load_and_publish(cfg, files[2:4])["publish_mode"] in ("copy", "incremental")   # the other one
+        stats = load_and_publish(cfg, files[4:6])                  # the reader's inode is the spare now
+        assert stats["publish_mode"] == "copy"
+        assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert int(reader.stdout.readline()) == before               # its snapshot, unchanged
+    finally:
+        reader.kill()
+        reader.wait()
+    assert load_and_publish(cfg, files[6:7])["publish_mode"] == "incremental"   # released: back to normal
+    assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
+
+
+def test_team_files_are_refreshed_when_due_not_every_run(files, tmp_path):
+    cfg = make_project(tmp_path)
+    load_and_publish(cfg, files[:2])                                     # missing: made
+    growth = gold.team_path(cfg, "growth")
+    first = growth.stat().st_mtime_ns
+    assert gold.teams_due(cfg) == []
+    load_and_publish(cfg, files[2:3])
+    assert growth.stat().st_mtime_ns == first                           # not due: left alone
+    old = time.time() - 61 * 60
+    os.utime(growth, (old, old))                                         # an hour old
+    assert gold.teams_due(cfg) == ["growth"]
+    load_and_publish(cfg, files[3:4])
+    assert growth.stat().st_mtime_ns != first and gold.teams_due(cfg) == []
+    with duckdb.connect(str(growth), read_only=True) as con:            # and current
+        got = con.execute("SELECT sum(sessions) FROM vw_platform_daily_performance_sessions").fetchall()
+    with duckdb.connect(str(gold.analytics_path(cfg)), read_only=True) as con:
+        assert got == con.execute("SELECT sum(sessions) FROM vw_platform_daily_performance_sessions").fetchall()
