@@ -77,10 +77,13 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run (CI)")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"), help="where to write the results")
     parser.add_argument("--cases", nargs="*", help="only these cases")
+    parser.add_argument("--work", help="keep the histories and warehouses here (reused by the next run; "
+                                       "default: a temp folder, removed)")
     args = parser.parse_args()
     scale, runs = (0.002, 1) if args.smoke else (args.scale, args.runs)
     n = lambda size: max(200, int(size * scale))           # noqa: E731
-    work = Path(tempfile.mkdtemp(prefix="nelo-bench-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="nelo-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     try:
         backfill = n(1_000_000)
@@ -117,7 +120,8 @@ def main() -> int:
         write_results(Path(args.out), rows, scale, runs)
         print(f"results written to {args.out}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
@@ -176,8 +180,18 @@ def write_results(path: Path, rows: list[dict], scale: float, runs: int) -> None
                      f"{r['peak_rss_mb']:.0f} | {', '.join(map(str, r['runs']))} |")
     lines += ["", "## Stages (median run of each case)", "", "| case | stage | seconds |", "|---|---|---:|"]
     for r in rows:
-        for stage, seconds in sorted(r["stages"].items(), key=lambda kv: -kv[1])[:8]:
+        top = [kv for kv in r["stages"].items() if not kv[0].startswith("silver.")]
+        for stage, seconds in sorted(top, key=lambda kv: -kv[1])[:8]:
             lines.append(f"| {r['case']} | {stage} | {seconds:.3f} |")
+    incremental = [r for r in rows if r["case"].startswith("incremental_on_")]
+    if incremental:
+        models = sorted({k for r in incremental for k in r["stages"] if k.startswith("silver.")},
+                        key=lambda k: -incremental[-1]["stages"].get(k, 0))
+        lines += ["", "## Silver models in the 16k batch, by history (median run; seconds)", "",
+                  "| model | " + " | ".join(r["case"] for r in incremental) + " |",
+                  "|---|" + "---:|" * len(incremental)]
+        lines += [f"| {m[len('silver.'):]} | " + " | ".join(f"{r['stages'].get(m, 0):.3f}" for r in incremental) + " |"
+                  for m in models]
     lines += ["", "## Against the targets (2 cores, medians of this run)", ""]
     if scale != 1:
         lines += [f"A scaled run: every size is {scale} of the one a target names (see `args`); compare rates "

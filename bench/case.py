@@ -37,10 +37,11 @@ def merged_stages(results) -> dict[str, float]:
     stages: dict[str, float] = {}
     for f in results.files:
         for k, v in f.timings.items():
-            if not k.startswith("silver."):
-                stages[k] = stages.get(k, 0.0) + v
+            stages[k] = stages.get(k, 0.0) + v
     if isinstance(results.gold, dict):
         stages.update(results.gold)
+    if getattr(results.lake, "seconds", None) is not None:     # the lake export, on by default
+        stages["lake_export_s"] = results.lake.seconds
     return stages
 
 

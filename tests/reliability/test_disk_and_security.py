@@ -12,7 +12,7 @@ import sys
 import time
 
 
-from nelo_etl import cli
+from nelo_etl import cli, gold
 
 from ..conftest import ROOT, SAMPLES, copy_samples, write_config
 from ..test_etl import fast_queue_config, run_etl, send
@@ -125,7 +125,8 @@ def test_files_with_user_ids_are_owner_only_and_the_analyst_file_read_only(proje
     checked = 0
     for folder in ("processed", "archive", "dead_letter", "warehouse"):
         for path in (project / folder).iterdir():
-            if path.name == "analytics.duckdb" or path.name.startswith("team_"):   # group-readable
+            # group-readable: what analysts read (each generation is analytics.duckdb, now or before)
+            if path.name in ("analytics.duckdb", *gold.GEN_NAMES) or path.name.startswith("team_"):
                 assert path.stat().st_mode & 0o777 == 0o440
             elif path.suffix in (".jsonl", ".duckdb"):
                 assert path.stat().st_mode & 0o077 == 0, path
