@@ -96,16 +96,53 @@ def incremental(args) -> dict:
         cfg = load_config(workspace(base))
         history = sorted(p for p in data.glob("*_history.jsonl"))
         assert process_files(cfg, history, move=False).ok
+        _publish(cfg)                   # both generations of the analytics file exist, as in steady state
     if args.prepare:
         return {"seconds": 0.0}
-    shutil.rmtree(args.work, ignore_errors=True)
-    shutil.copytree(base, args.work)
-    (args.work / "config.json").write_text((base / "config.json").read_text())
-    cfg = load_config(args.work / "config.json")
+    cfg = _fresh_copy(base, args.work)
     t = time.perf_counter()
     run = process_files(cfg, [data / "processing_batch_99999999T999999_batch.jsonl"], move=False)
+    seconds = time.perf_counter() - t
     assert run.ok
-    return {"seconds": time.perf_counter() - t, "stages": merged_stages(run)}
+    stages = merged_stages(run)
+    stages["team_refresh_s"] = _team_refresh(cfg)      # what the run that finds them due adds (hourly)
+    return {"seconds": seconds, "stages": stages}
+
+
+def _publish(cfg) -> None:
+    """One more publication (the history's load made the first)."""
+    from nelo_etl import gold
+
+    con = connect(cfg.database_path, 60)
+    try:
+        gold.create_views(con)
+        gold.publish(cfg, con, teams=False)
+    finally:
+        con.close()
+
+
+def _fresh_copy(base: Path, work: Path):
+    """A copy of a prepared workspace to time a run on. Its team files are made fresh: the timed
+    run is one of the three in four that find them so (team_refresh_minutes); _team_refresh
+    times the fourth's extra work."""
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(base, work)
+    (work / "config.json").write_text((base / "config.json").read_text())
+    for team_file in (work / "warehouse").glob("team_*.duckdb"):
+        team_file.touch()
+    return load_config(work / "config.json")
+
+
+def _team_refresh(cfg) -> float:
+    from nelo_etl import gold
+
+    con = connect(cfg.database_path, 60)
+    try:
+        t = time.perf_counter()
+        gold.publish_teams(cfg, con)
+        return time.perf_counter() - t
+    finally:
+        con.close()
 
 
 def reprocess(args) -> dict:
@@ -116,12 +153,10 @@ def reprocess(args) -> dict:
     if not base.exists():
         cfg = load_config(workspace(base))
         assert process_files(cfg, files, move=False).ok
+        _publish(cfg)
     if args.prepare:
         return {"seconds": 0.0}
-    shutil.rmtree(args.work, ignore_errors=True)
-    shutil.copytree(base, args.work)
-    (args.work / "config.json").write_text((base / "config.json").read_text())
-    cfg = load_config(args.work / "config.json")
+    cfg = _fresh_copy(base, args.work)
     t = time.perf_counter()
     run = process_files(cfg, files, reprocess=True, move=False)
     assert run.ok

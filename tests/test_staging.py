@@ -298,3 +298,27 @@ def test_a_duckdb_parse_failure_hands_the_whole_file_to_the_contract_parser(proj
         results[name] = (snapshot(project), (result.received, result.loaded_events, result.duplicate_events,
                                              result.dead_lettered))
     assert results["python"] == results["duckdb_fails"]
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_the_duckdb_parse_gives_the_same_rows_in_any_number_of_shards(project, tmp_path, monkeypatch, shards):
+    """The DuckDB parser runs one shard of the lines per core (line_number % shards): the rows
+    and rejections do not depend on how many, and equal the contract parser's."""
+    cfg = load_config(project / "config.json")
+    messages = Simulator(SimConfig.chaos(events=600, seed=17, bad_rate=0.05)).messages()
+    (path,) = write_batches(messages, str(tmp_path), batches=1)
+    results = []
+    for parser in ("python", "duckdb"):
+        con = duckdb.connect()
+        dead: list = []
+        staging.create_parse_tables(con)
+        if parser == "python":
+            staging.parse_with_python(con, cfg, Path(path), dead)
+        else:
+            monkeypatch.setattr(staging, "parse_shards", lambda lines: shards)
+            assert staging.parse_with_duckdb(con, cfg, Path(path), dead) < 0.1 * len(messages)
+            assert con.execute("SELECT current_database()").fetchall()[0][0] == "memory"   # home again
+        results.append((con.execute("SELECT * FROM parsed_items ORDER BY line_number, item_index").fetchall(),
+                        con.execute("SELECT * FROM rejected_lines ORDER BY line_number").fetchall(), dead))
+        con.close()
+    assert results[0] == results[1] and results[0][0]

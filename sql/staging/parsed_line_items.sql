@@ -1,9 +1,10 @@
 -- parsed_line_items: the items of the lines DuckDB parsed (parsed_lines.event_ok), typed.
 -- Grain: one row per (line_number, item_index). Key: (line_number, item_index).
--- Loaded: into the temp table parsed_line_items by process_staging.py, inside the batch's
---         transaction; a line with an item that is not item_ok goes to the Python parser whole.
+-- Loaded: appended to the parser's scratch table parsed_line_items by process_staging.py, one shard
+--         of the lines (line_number % $shards = $shard) per core, before the batch's transaction; a
+--         line with an item that is not item_ok goes to the Python parser whole.
 -- Reads: parsed_lines (temp table from parsed_lines.sql).
--- Params: $experiment_pattern, $max_quantity, $max_installments, $max_items (wire.py's limits).
+-- Params: $shards, $shard, $experiment_pattern, $max_quantity, $max_installments, $max_items (wire.py's limits).
 --
 -- Flat on purpose: item fields are taken by position (the producer's order; any other order goes
 -- to nelo_etl.wire), params are cut into rows and pivoted back by key, and every value is
@@ -21,7 +22,7 @@ WITH item_lists AS (
                 ELSE [NULL]::VARCHAR[]
            END AS bodies
     FROM parsed_lines
-    WHERE event_ok
+    WHERE event_ok AND line_number % $shards = $shard
 ),
 item_bodies AS (
     SELECT line_number,

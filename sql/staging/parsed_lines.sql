@@ -1,10 +1,11 @@
 -- parsed_lines: a batch file's lines parsed by DuckDB itself (the fast path of the contract parser).
 -- Grain: one row per non-blank line of the file. Key: line_number.
--- Loaded: into the temp table parsed_lines by process_staging.py, inside the batch's transaction.
+-- Loaded: appended to the parser's scratch table parsed_lines by process_staging.py, one shard of
+--         the lines (line_number % $shards = $shard) per core, before the batch's transaction.
 --         parsed_line_items.sql cuts the items of the lines with event_ok into item rows; a line is
 --         accepted when event_ok and every one of its items parsed; the rest go to the Python parser.
--- Reads: the batch file at $source_path.
--- Params: $source_path, $min_ts_us, $max_ts_us, $max_skew_us, $min_sent_ms, $max_sent_ms.
+-- Reads: raw_lines (raw_lines.sql).
+-- Params: $shards, $shard, $min_ts_us, $max_ts_us, $max_skew_us, $min_sent_ms, $max_sent_ms.
 --
 -- It accepts a line only when every value is in a form whose meaning is certain (JSON integers,
 -- printable ASCII names, no extra body fields, no duplicate JSON keys, ...; the items grammar is
@@ -15,16 +16,14 @@
 -- One pass, no joins: a step that fails leaves its flag false and the later values null (each
 -- CASE runs its branch only for the rows it selects, so no cast or JSON function sees bad input).
 -- Each JSON text is read by as few calls as possible (several paths in one call): they dominate.
-WITH raw_lines AS (
-    SELECT ordinality::INTEGER AS line_number, line
-    FROM read_csv($source_path, columns = {'line': 'VARCHAR'}, delim = chr(1), quote = '', escape = '',
-                  header = false, auto_detect = false, strict_mode = false) WITH ORDINALITY
-    WHERE line IS NOT NULL AND regexp_matches(line, '[^\s]')
+-- (DuckDB scans a table of up to 122,880 rows on one thread, so a batch is cut into shards by hand.)
+WITH shard_lines AS (
+    SELECT line_number, line FROM raw_lines WHERE line_number % $shards = $shard
 ),
 envelopes AS (
     SELECT line_number, line,
            CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS is_object
-    FROM raw_lines
+    FROM shard_lines
 ),
 envelope_fields AS (
     SELECT line_number, is_object,
