@@ -478,12 +478,19 @@ def _apply_keys(con: duckdb.DuckDBPyConnection, name: str, done: int, upto: int)
                 "AND journal_id <= $upto)", {"t": name, "done": done, "upto": upto}).fetchall()
     target = next(m.incremental for m in silver.MODELS if m.name == name)
     match = " AND ".join(f"x.{k} IS NOT DISTINCT FROM k.{k}" for k in target.key or keys)
+    floor = ""
     if target.mode == "overwrite_from" and target.since:
         # only the key's rows from where the load replaced them (several loads: any of them)
         match += f" AND x.{target.since[0]} >= k.{target.since[1]}"
-    con.execute(f"DELETE FROM pub_base.{name} AS x WHERE EXISTS (SELECT 1 FROM _publish_keys AS k WHERE {match})").fetchall()
+        # implied, but a constant: both scans skip the row groups older than every key's start
+        low = con.execute(f"SELECT min({target.since[1]}) FROM _publish_keys").fetchall()[0][0]
+        if low is not None:
+            floor = f"x.{target.since[0]} >= $floor AND "
+    bound = {"floor": low} if floor else {}
+    con.execute(f"DELETE FROM pub_base.{name} AS x WHERE {floor}EXISTS (SELECT 1 FROM _publish_keys AS k WHERE {match})",
+                bound).fetchall()
     con.execute(f"INSERT INTO pub_base.{name} SELECT * FROM main.{name} AS x "
-                f"WHERE EXISTS (SELECT 1 FROM _publish_keys AS k WHERE {match})").fetchall()
+                f"WHERE {floor}EXISTS (SELECT 1 FROM _publish_keys AS k WHERE {match})", bound).fetchall()
     con.execute("DROP TABLE _publish_keys").fetchall()
 
 

@@ -136,8 +136,12 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
                 column, start = (_ident(c) for c in target.since)
                 keys += f", {start}"
                 match += f" AND t.{column} >= n.{start}"
+                # implied by the match, but a constant: DuckDB skips the row groups older than
+                # every new row by their min/max, instead of joining the whole table
+                floor = con.execute(f"SELECT min({start}) FROM _new_rows").fetchall()[0][0]
+                match = f"t.{column} >= $floor AND " + match if floor is not None else match
             con.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM (SELECT DISTINCT {keys} FROM _new_rows) "
-                        f"AS n WHERE {match})").fetchall()
+                        f"AS n WHERE {match})", {"floor": floor} if "$floor" in match else {}).fetchall()
         written = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows").fetchall()[0][0]
         if journal_load_id is not False:
             if target.mode == "replace":
