@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -252,10 +253,24 @@ def fingerprints(con: duckdb.DuckDBPyConnection, t: LakeTable, since: dt.date | 
     """Per partition (ISO date, or ``*``), the row count and the sum of the rows' hashes; only
     the partitions from ``since`` on when given."""
     part = f"CAST({t.date_expr} AS VARCHAR)" if t.date_expr else "'*'"
-    where = f"WHERE {t.date_expr} >= $since" if since is not None and t.date_expr else ""
+    where = f"WHERE {t.date_expr} >= $since{_range(t, '>=')}" if since is not None and t.date_expr else ""
     rows = con.execute(f"SELECT {part} AS p, count(*), sum(hash(x)) FROM {t.name} AS x {where} GROUP BY ALL",
                        {"since": since} if where else {}).fetchall()
     return {p if p is not None else "__null__": f"{n}:{h}" for p, n, h in rows}
+
+
+def _range(t: LakeTable, op: str) -> str:
+    """For a partition date that is ``CAST(<timestamp column> AS DATE)``: the same condition on the
+    column itself (implied, added beside it), which DuckDB checks against each row group's
+    min/max, so a partition's scan skips the rest of the table instead of casting every row.
+    ``op`` is ``>=`` ($since) or ``=`` ($p)."""
+    found = re.fullmatch(r"CAST\((\w+) AS DATE\)", t.date_expr or "")
+    if not found:
+        return ""
+    column = found.group(1)
+    if op == ">=":
+        return f" AND {column} >= CAST($since AS TIMESTAMP)"
+    return f" AND {column} >= CAST(CAST($p AS DATE) AS TIMESTAMP) AND {column} < CAST(CAST($p AS DATE) + 1 AS TIMESTAMP)"
 
 
 def changed_since(con: duckdb.DuckDBPyConnection, load_id: int) -> dt.date | None:
@@ -356,7 +371,8 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             for p in changed:
                 local = lake.temp_for(Path(tmp), *_partition_dir(t, p), PART_FILE)
                 where = "" if t.date_expr is None else (
-                    f"WHERE {t.date_expr} IS NULL" if p == "__null__" else f"WHERE {t.date_expr} = CAST($p AS DATE)")
+                    f"WHERE {t.date_expr} IS NULL" if p == "__null__"
+                    else f"WHERE {t.date_expr} = CAST($p AS DATE){_range(t, '=')}")
                 # COPY's target cannot be a bound parameter: the path (ours: lake root + uuid) is quoted
                 target = str(local).replace("'", "''")
                 try:
