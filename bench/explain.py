@@ -22,14 +22,13 @@ from nelo_etl.staging import process_files
 
 
 def _scans(plan: dict, out: list) -> None:
-    """(operator, table, rows scanned) of every scan in a JSON profile tree."""
-    name = plan.get("operator_name") or plan.get("operator_type") or ""
+    """(table, rows scanned, row groups scanned, row groups in the table) of every table scan in
+    a DuckDB JSON profile (EXPLAIN (ANALYZE, FORMAT json))."""
     extra = plan.get("extra_info") or {}
-    if "SCAN" in name.upper():
-        table = extra.get("Table") or extra.get("Function") or ""
-        out.append((name.strip(), str(table), int(plan.get("operator_cardinality", 0) or 0),
-                    float(plan.get("operator_timing", 0) or 0)))
-    for child in plan.get("children", []):
+    if plan.get("type") == "TABLE_SCAN" and extra.get("Table"):
+        out.append((str(extra["Table"]).split(".")[-1], int(plan.get("rows_scanned", 0) or 0),
+                    int(plan.get("row_groups_scanned", 0) or 0), int(plan.get("total_row_groups_to_scan", 0) or 0)))
+    for child in plan.get("children", []) + plan.get("operator", []):
         _scans(child, out)
 
 
@@ -55,18 +54,15 @@ def main() -> int:
 
     def profiled_write(con, tgt, select_sql, params=None, journal_load_id=False):
         bound = sql.params_for(select_sql, params or {})
-        con.execute("SET enable_profiling = 'json'").fetchall()
-        con.execute("SET profiling_output = ''").fetchall()
         t = time.perf_counter()
-        rows = con.execute(f"EXPLAIN ANALYZE {select_sql}", bound).fetchall()
+        rows = con.execute(f"EXPLAIN (ANALYZE, FORMAT json) {select_sql}", bound).fetchall()
         seconds = time.perf_counter() - t
-        con.execute("RESET enable_profiling").fetchall()
         scans: list = []
         try:
             _scans(json.loads(rows[0][1]), scans)
         except (ValueError, IndexError, TypeError):
             pass
-        found.append((seconds, tgt.table, sorted(scans, key=lambda s: -s[2])[:3]))
+        found.append((seconds, tgt.table, sorted(scans, key=lambda s: -s[1])[:3]))
         return real_write(con, tgt, select_sql, params, journal_load_id)
 
     sql.write = profiled_write
@@ -75,9 +71,10 @@ def main() -> int:
     finally:
         sql.write = real_write
     assert run.ok, [f.line() for f in run.files]
-    print(f"history {args.history:,} events; the 16k batch's SELECTs, slowest first (EXPLAIN ANALYZE)")
+    print(f"history {args.history:,} events; the 16k batch's SELECTs, slowest first (EXPLAIN ANALYZE; "
+          "largest table scans: rows read, row groups read of the table's)")
     for seconds, table, scans in sorted(found, reverse=True)[: args.top]:
-        what = "; ".join(f"{_one_line(t)} {n:,} rows" for _, t, n, _ in scans)
+        what = "; ".join(f"{_one_line(t)} {n:,} rows ({g}/{total} row groups)" for t, n, g, total in scans)
         print(f"{seconds:7.3f} s  {table:32s} {what}")
     shutil.rmtree(target, ignore_errors=True)
     return 0

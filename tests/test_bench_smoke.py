@@ -23,3 +23,20 @@ def test_bench_smoke_writes_a_results_table(tmp_path):
         assert f"| {case} |" in text
     assert "- commit: " in text and "- machine: " in text
     assert "| backfill_1_file | parse |" in text            # stage timings are recorded
+
+
+def test_bench_explain_profiles_a_batch_on_a_kept_history(tmp_path):
+    """--work keeps the prepared histories; bench.explain then profiles the batch's Silver SELECTs."""
+    work = tmp_path / "work"
+    run = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path / "R.md"), "--work", str(work),
+                          "--cases", "incremental_on_100k"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    history = next(work.glob("history_*")).name.split("_")[1]
+    assert "| incremental_on_100k | publish_s |" in (tmp_path / "R.md").read_text()
+    out = subprocess.run([sys.executable, "-m", "bench.explain", "--work", str(work), "--history", history],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"history {int(history):,} events")
+    assert any("silver_event_sessions" in line for line in lines[1:])
+    assert not (work / f"explain_{history}").exists()          # its copy is removed
