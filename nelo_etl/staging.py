@@ -555,7 +555,8 @@ def _stage_one(con: Any, load: _Load, load_id: int) -> None:
     and its ledger row, inside the caller's transaction."""
     path, result = load.path, load.result
     params = {"load_id": load_id, "batch_id": load.batch_id, "source_file": path.name, "source_sha256": load.sha}
-    messages = con.execute("SELECT count(DISTINCT line_number) FROM parsed_items").fetchall()[0][0]
+    messages, params["min_event_ts_us"] = con.execute(
+        "SELECT count(DISTINCT line_number), min(event_timestamp_us) FROM parsed_items").fetchall()[0]
     sql.write(con, STG_EVENTS, sql.read_sql(sql.sql_path("staging", "stg_events")), params)
     sql.write(con, DEAD_LETTERS, sql.read_sql(sql.sql_path("staging", "dead_letter_messages")), params)
     # earlier dead letters of this batch name whose line loaded now (a truncated copy that the

@@ -4,7 +4,7 @@
 -- Loaded: append (insert) into stg_events, once per batch, in the batch's transaction.
 -- Reads: parsed_items (the batch file parsed by nelo_etl.wire, one row per item row, registered by
 --        process_staging.py), stg_events (to drop events already staged).
--- Params: $load_id, $batch_id, $source_file.
+-- Params: $load_id, $batch_id, $source_file, $min_event_ts_us (the earliest event time in parsed_items).
 WITH first_lines AS (
     -- inside the batch, the first line that carries an event wins
     SELECT event_id, min(line_number) AS line_number
@@ -12,10 +12,13 @@ WITH first_lines AS (
     GROUP BY event_id
 ),
 new_events AS (
-    -- across history, an event already staged is a duplicate
+    -- across history, an event already staged is a duplicate. Its event time is part of its
+    -- identity (event_id hashes it), so an earlier copy lies at or after the batch's earliest
+    -- event time: that constant lets DuckDB skip older row groups of stg_events by their min/max
     SELECT f.event_id, f.line_number
     FROM first_lines AS f
-    WHERE NOT EXISTS (SELECT 1 FROM stg_events AS s WHERE s.event_id = f.event_id)
+    WHERE NOT EXISTS (SELECT 1 FROM stg_events AS s
+                      WHERE s.event_timestamp_us >= $min_event_ts_us AND s.event_id = f.event_id)
 )
 SELECT
     $load_id                                            AS load_id,
