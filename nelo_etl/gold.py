@@ -164,6 +164,8 @@ def _same_file(a: Path, b: Path) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+#: What an earlier version kept: the private base the analytics file was copied from each run.
+LEGACY_NAMES = {".analytics_base.duckdb", ".analytics_base.duckdb.wal"}
 #: Temp files of a publication: .analytics.duckdb.<pid>.tmp, .analytics_a.duckdb.<pid>.tmp,
 #: .team_<name>.duckdb.<pid>.tmp (+ .wal).
 _TMP_RE = re.compile(r"^\.(?:analytics|analytics_[ab]|team_\w+)\.duckdb\.\d+\.tmp(?:\.wal)?$")
@@ -171,13 +173,14 @@ _TMP_RE = re.compile(r"^\.(?:analytics|analytics_[ab]|team_\w+)\.duckdb\.\d+\.tm
 
 def clean_leftovers(cfg: Config) -> list[str]:
     """Remove what killed publications left: their temp files (full-size copies, forever
-    otherwise) and a WAL beside a published file (DuckDB would replay it into the next file and
+    otherwise), an earlier version's private base copy, and a WAL beside a published file (DuckDB would replay it into the next file and
     refuse to open it). Only one process publishes at a time (it holds the warehouse read-write),
     so every temp file found here is stale. Returns the names removed."""
     folder = Path(cfg.database_path).parent
     removed = []
     for path in folder.iterdir():
-        if _TMP_RE.match(path.name) or (path.name.endswith(".duckdb.wal") and path.name[:-4] in _published_names(cfg)):
+        if (_TMP_RE.match(path.name) or path.name in LEGACY_NAMES
+                or (path.name.endswith(".duckdb.wal") and path.name[:-4] in _published_names(cfg))):
             path.unlink(missing_ok=True)
             removed.append(path.name)
     if removed:

@@ -148,7 +148,8 @@ def test_killed_publications_leftovers_are_cleaned_at_the_next_run(files, tmp_pa
     load(cfg, files[:1])
     folder = Path(cfg.database_path).parent
     stale = [folder / ".analytics.duckdb.99999.tmp", folder / ".analytics.duckdb.99999.tmp.wal",
-             folder / ".team_finance.duckdb.4242.tmp", folder / ".analytics_b.duckdb.4243.tmp"]
+             folder / ".team_finance.duckdb.4242.tmp", folder / ".analytics_b.duckdb.4243.tmp",
+             folder / ".analytics_base.duckdb"]                       # what an earlier version kept
     for path in stale:
         shutil.copyfile(gold.analytics_path(cfg), path)                # full-size, as a kill leaves them
     wal = folder / "analytics.duckdb.wal"
