@@ -245,9 +245,10 @@ def publish(cfg: Config, con: duckdb.DuckDBPyConnection, teams: bool | None = No
     keys ``publish_journal`` names), so the cost follows the batch, not the warehouse. When an
     analyst still holds the spare open (a DuckDB reader locks it), or it is missing or broken, it
     is replaced by a byte copy of the live one (its readers keep the old inode) and brought up to
-    date from there; one made from another warehouse or another state of this one
-    (``publish_gens``), or a ``--rebuild``, is built whole once. Every file is written in the
-    storage format ``analytics_storage_version`` so DuckDB 1.x clients can open it."""
+    date from there, as is one made from another warehouse or another state of this one (its
+    mark and token are not in ``publish_gens``); with neither usable, Silver is copied whole
+    once. Every file is written in the storage format ``analytics_storage_version`` so DuckDB
+    1.x clients can open it."""
     clean_leftovers(cfg)
     target = analytics_path(cfg)
     gens = gen_paths(cfg)
