@@ -234,22 +234,30 @@ def test_both_parsers_give_the_same_rows(project, tmp_path):
     variants.append("   ")
     odd.write_text("\n".join(lines + variants) + "\n", encoding="utf-8")
     for path in (SAMPLES, Path(chaos), odd):
-        results = {}
-        for parser in ("python", "duckdb"):
-            con = duckdb.connect()
-            dead: list = []
-            staging.create_parse_tables(con)
-            if parser == "python":
-                staging.parse_with_python(con, cfg, Path(path), dead)
-            else:
-                fell_back = staging.parse_with_duckdb(con, cfg, Path(path), dead)
-            results[parser] = (
-                con.execute("SELECT * FROM parsed_items ORDER BY line_number, item_index").fetchall(),
-                con.execute("SELECT * FROM rejected_lines ORDER BY line_number").fetchall(), dead)
-            con.close()
-        assert results["python"] == results["duckdb"], path
+        python, _ = parsed_by(cfg, Path(path), "python")
+        duck, fell_back = parsed_by(cfg, Path(path), "duckdb")
+        assert python == duck, path
         if path == Path(chaos):
             assert 0 <= fell_back < 0.1 * len(messages)                   # DuckDB did most of the work
+
+
+def parsed_by(cfg, path: Path, parser: str) -> tuple[tuple, int]:
+    """One file through one parser on a fresh connection: (parsed rows, rejected lines, dead
+    letters), and how many lines the DuckDB parser left to the contract parser (0 for python)."""
+    con = duckdb.connect()
+    try:
+        dead: list = []
+        staging.create_parse_tables(con)
+        fell_back = 0
+        if parser == "python":
+            staging.parse_with_python(con, cfg, path, dead)
+        else:
+            fell_back = staging.parse_with_duckdb(con, cfg, path, dead)
+            assert con.execute("SELECT current_database()").fetchall()[0][0] == "memory"   # home again
+        return (con.execute("SELECT * FROM parsed_items ORDER BY line_number, item_index").fetchall(),
+                con.execute("SELECT * FROM rejected_lines ORDER BY line_number").fetchall(), dead), fell_back
+    finally:
+        con.close()
 
 
 @pytest.mark.slow
@@ -307,18 +315,8 @@ def test_the_duckdb_parse_gives_the_same_rows_in_any_number_of_shards(project, t
     cfg = load_config(project / "config.json")
     messages = Simulator(SimConfig.chaos(events=600, seed=17, bad_rate=0.05)).messages()
     (path,) = write_batches(messages, str(tmp_path), batches=1)
-    results = []
-    for parser in ("python", "duckdb"):
-        con = duckdb.connect()
-        dead: list = []
-        staging.create_parse_tables(con)
-        if parser == "python":
-            staging.parse_with_python(con, cfg, Path(path), dead)
-        else:
-            monkeypatch.setattr(staging, "parse_shards", lambda lines: shards)
-            assert staging.parse_with_duckdb(con, cfg, Path(path), dead) < 0.1 * len(messages)
-            assert con.execute("SELECT current_database()").fetchall()[0][0] == "memory"   # home again
-        results.append((con.execute("SELECT * FROM parsed_items ORDER BY line_number, item_index").fetchall(),
-                        con.execute("SELECT * FROM rejected_lines ORDER BY line_number").fetchall(), dead))
-        con.close()
-    assert results[0] == results[1] and results[0][0]
+    python, _ = parsed_by(cfg, Path(path), "python")
+    monkeypatch.setattr(staging, "parse_shards", lambda lines: shards)
+    duck, fell_back = parsed_by(cfg, Path(path), "duckdb")
+    assert fell_back < 0.1 * len(messages)
+    assert python == duck and python[0]
