@@ -156,6 +156,18 @@ def gen_paths(cfg: Config) -> tuple[Path, Path]:
     return folder / GEN_NAMES[0], folder / GEN_NAMES[1]
 
 
+def published_mark(cfg: Config, con: duckdb.DuckDBPyConnection) -> int | None:
+    """The journal mark of the generation that is ``analytics.duckdb`` now (``publish_gens``);
+    None when no generation is it (none published yet, or an older version's file)."""
+    target = analytics_path(cfg)
+    live = next((gen for gen in gen_paths(cfg) if _same_file(gen, target)), None)
+    if live is None:
+        return None
+    sql.run_script(con, sql.SQL_DIR / "ddl" / "publish_gens.sql")       # a warehouse made before it
+    row = con.execute("SELECT journal_id FROM publish_gens WHERE gen_name = $g", {"g": live.name}).fetchall()
+    return row[0][0] if row else None
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         sa, sb = a.stat(), b.stat()

@@ -1087,8 +1087,8 @@ def _result_of_error(path: Path, exc: BaseException) -> tuple[FileResult, bool]:
 
 def publication_pending(cfg: Config) -> bool:
     """Whether committed loads are not published yet: a run killed between its COMMIT and the
-    publication leaves journal rows (or no analytics file at all), and the next run must publish
-    them even when it commits nothing itself."""
+    publication leaves journal rows past the published generation's mark (or no analytics file
+    at all), and the next run must publish them even when it commits nothing itself."""
     if not Path(cfg.database_path).exists():
         return False
     try:
@@ -1099,9 +1099,13 @@ def publication_pending(cfg: Config) -> bool:
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
         if "fct_events" not in tables:
             return False                # nothing loaded yet: nothing to publish
-        if not gold.analytics_path(cfg).exists():
+        # the journal keeps what the spare generation still lacks: only rows past the mark of
+        # the generation analysts have now are unpublished
+        mark = gold.published_mark(cfg, con)
+        if mark is None:
             return True
-        return bool(con.execute("SELECT count(*) FROM publish_journal").fetchall()[0][0])
+        return bool(con.execute("SELECT count(*) FROM publish_journal WHERE journal_id > $m",
+                                {"m": mark}).fetchall()[0][0])
     finally:
         con.close()
 

@@ -56,12 +56,12 @@ def load_and_publish(cfg: Config, paths: list[Path], reprocess: bool = False) ->
         con.close()
 
 
-def journal_rows(cfg: Config) -> int:
-    """Journal rows both generations already hold (the trim must have removed them)."""
+def journal_rows(cfg: Config, held_by_both: bool = True) -> int:
+    """Journal rows both generations already hold (the trim must have removed them), or all."""
     con = duckdb.connect(str(cfg.database_path), read_only=True)
     try:
-        return con.execute("SELECT count(*) FROM publish_journal WHERE journal_id <= "
-                           "(SELECT min(journal_id) FROM publish_gens)").fetchall()[0][0]
+        where = "WHERE journal_id <= (SELECT min(journal_id) FROM publish_gens)" if held_by_both else ""
+        return con.execute(f"SELECT count(*) FROM publish_journal {where}").fetchall()[0][0]
     finally:
         con.close()
 
@@ -177,6 +177,11 @@ def test_a_run_killed_between_commit_and_publication_is_published_by_the_next_ru
     assert staging.publication_pending(cfg)                                    # the journal names it
     assert isinstance(staging.process_files(cfg, [], move=False).gold, dict)   # an empty run publishes
     assert tables(gold.analytics_path(cfg)) == tables(cfg.database_path)
+    # both generations exist now and the journal keeps the spare's rows, yet nothing is pending:
+    # the next empty run publishes nothing
+    assert all(g.exists() for g in gold.gen_paths(cfg)) and journal_rows(cfg, held_by_both=False) > 0
+    assert not staging.publication_pending(cfg)
+    assert staging.process_files(cfg, [], move=False).gold is None
 
 
 def test_a_reader_holding_the_spare_generation_keeps_its_snapshot_and_the_publication_copies(files, tmp_path):
