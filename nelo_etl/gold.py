@@ -214,14 +214,11 @@ def _install(tmp: Path, target: Path, group: str | None) -> None:
 
 
 def _install_link(gen: Path, target: Path, group: str | None) -> None:
-    """Publish a finished generation as ``target``: sealed like _install, then a hard link to it
-    under a temp name renamed over the target (atomic; the generation keeps its own name)."""
-    _seal(gen, target, group)
+    """Publish a finished generation as ``target``: a hard link to it under a temp name, installed
+    (the generation keeps its own name; sealing the link seals the generation, one inode)."""
     tmp = _tmp_for(target)
     os.link(gen, tmp)
-    Path(str(target) + ".wal").unlink(missing_ok=True)
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
+    _install(tmp, target, group)
 
 
 def _seal(tmp: Path, target: Path, group: str | None) -> None:
@@ -494,15 +491,11 @@ def _apply_keys(con: duckdb.DuckDBPyConnection, name: str, done: int, upto: int)
                 "AND journal_id <= $upto)", {"t": name, "done": done, "upto": upto}).fetchall()
     target = next(m.incremental for m in silver.MODELS if m.name == name)
     match = " AND ".join(f"x.{k} IS NOT DISTINCT FROM k.{k}" for k in target.key or keys)
-    floor = ""
+    floor, bound = "", {}
     if target.mode == "overwrite_from" and target.since:
         # only the key's rows from where the load replaced them (several loads: any of them)
         match += f" AND x.{target.since[0]} >= k.{target.since[1]}"
-        # implied, but a constant: both scans skip the row groups older than every key's start
-        low = con.execute(f"SELECT min({target.since[1]}) FROM _publish_keys").fetchall()[0][0]
-        if low is not None:
-            floor = f"x.{target.since[0]} >= $floor AND "
-    bound = {"floor": low} if floor else {}
+        floor, bound = sql.since_floor(con, "x", target.since[0], "_publish_keys", target.since[1])
     con.execute(f"DELETE FROM pub_base.{name} AS x WHERE {floor}EXISTS (SELECT 1 FROM _publish_keys AS k WHERE {match})",
                 bound).fetchall()
     con.execute(f"INSERT INTO pub_base.{name} SELECT * FROM main.{name} AS x "

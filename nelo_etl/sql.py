@@ -86,6 +86,17 @@ class Target:
     since: tuple[str, str] | None = None
 
 
+def since_floor(con: duckdb.DuckDBPyConnection, alias: str, column: str, source: str,
+                start: str) -> tuple[str, dict[str, Any]]:
+    """For an overwrite_from match (``<alias>.<column> >= <source row>.<start>`` per key): the
+    condition ``<alias>.<column> >= $floor AND `` with its parameter, $floor being the earliest
+    ``start`` in ``source``. Implied by the per-key match, but a constant: DuckDB skips the row
+    groups older than every key's start by their min/max instead of joining the whole table.
+    ("", {}) when ``source`` has no start."""
+    low = con.execute(f"SELECT min({start}) FROM {source}").fetchall()[0][0]
+    return (f"{alias}.{column} >= $floor AND ", {"floor": low}) if low is not None else ("", {})
+
+
 def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
           params: Mapping[str, Any] | None = None, journal_load_id: int | None | bool = False) -> int:
     """Write the rows of ``select_sql`` to ``target``; returns the rows written.
@@ -129,6 +140,7 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
                 if dupes:
                     raise ValueError(f"merge into {table}: the new rows repeat a key ({keys}): {dupes}")
             # the rows of every key (merge) or partition (overwrite) present in the new rows go
+            floor, bound = "", {}
             match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM n.{k}" for k in (_ident(k) for k in target.key))
             if target.mode == "overwrite_from":
                 if not target.since:
@@ -136,12 +148,9 @@ def write(con: duckdb.DuckDBPyConnection, target: Target, select_sql: str,
                 column, start = (_ident(c) for c in target.since)
                 keys += f", {start}"
                 match += f" AND t.{column} >= n.{start}"
-                # implied by the match, but a constant: DuckDB skips the row groups older than
-                # every new row by their min/max, instead of joining the whole table
-                floor = con.execute(f"SELECT min({start}) FROM _new_rows").fetchall()[0][0]
-                match = f"t.{column} >= $floor AND " + match if floor is not None else match
-            con.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM (SELECT DISTINCT {keys} FROM _new_rows) "
-                        f"AS n WHERE {match})", {"floor": floor} if "$floor" in match else {}).fetchall()
+                floor, bound = since_floor(con, "t", column, "_new_rows", start)
+            con.execute(f"DELETE FROM {table} AS t WHERE {floor}EXISTS (SELECT 1 FROM (SELECT DISTINCT {keys} "
+                        f"FROM _new_rows) AS n WHERE {match})", bound).fetchall()
         written = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _new_rows").fetchall()[0][0]
         if journal_load_id is not False:
             if target.mode == "replace":
