@@ -92,7 +92,7 @@ def incremental(args) -> dict:
     data = args.work.parent / f"split_{args.history}"
     if not base.exists():
         files = traffic(args.history + args.batch, max(2, args.history // 500_000))
-        batch_file = _split_history(files, args.history, args.batch, data)
+        _split_history(files, args.history, args.batch, data)
         cfg = load_config(workspace(base))
         history = sorted(p for p in data.glob("*_history.jsonl"))
         assert process_files(cfg, history, move=False).ok
@@ -164,22 +164,13 @@ def reprocess(args) -> dict:
 
 
 def receive(args) -> dict:
-    """etl.py's receive rate against bench.receive's in-memory SQS-protocol server."""
-    import contextlib
-    import io
-
+    """etl.py's receive rate against bench.receive's in-memory SQS-protocol server (etl.py's own
+    wall time, not the simulator's or the server's set-up)."""
     from . import receive as receiver
 
-    out = io.StringIO()
-    t = time.perf_counter()
-    with contextlib.redirect_stdout(out):
-        rc = receiver.main(["--messages", str(args.events)])
-    assert rc == 0, out.getvalue()
-    import re
-
-    # etl.py's own wall time (bench.receive prints it), not the simulator's or the server's set-up
-    seconds = float(re.search(r" in ([0-9.]+) s ", out.getvalue()).group(1)) if " in " in out.getvalue() else None
-    return {"seconds": seconds or time.perf_counter() - t, "report": out.getvalue().strip()}
+    result = receiver.drain(args.events)
+    assert result["ok"], result["report"] + "\n" + result["stderr"][-2000:]
+    return {"seconds": result["seconds"], "report": result["report"]}
 
 
 def read_json(args) -> dict:

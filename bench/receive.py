@@ -18,6 +18,7 @@ import collections
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -112,40 +113,54 @@ def serve(queue: Queue) -> ThreadingHTTPServer:
     return server
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=20000)
-    args = parser.parse_args(argv)
+def drain(n: int) -> dict:
+    """Put ``n`` simulated messages on an in-memory queue and time ``etl.py --no-process``
+    draining it. Returns ok, seconds (etl.py's own wall time), written, left (on the queue),
+    the one-line report and etl.py's stderr."""
     from nelo_etl.simulate import SimConfig, Simulator
 
     queue = Queue()
-    messages = Simulator(SimConfig(events=args.messages, seed=3)).messages()[: args.messages]
+    messages = Simulator(SimConfig(events=n, seed=3)).messages()[:n]
     for m in messages:
         queue.put(m.body)
     server = serve(queue)
     work = Path(tempfile.mkdtemp(prefix="nelo-receive-"))
-    for name in ("staging", "processed", "archive", "dead_letter", "warehouse"):
-        (work / name).mkdir()
-    cfg = json.loads((ROOT / "config.json").read_text(encoding="utf-8"))
-    cfg["queue"].update(wait_time_seconds=1, max_messages_per_run=len(messages) + 10)
-    cfg["lakehouse_path"] = None
-    (work / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-               SQS_QUEUE_URL=f"http://127.0.0.1:{server.server_port}/000000000000/bench",
-               AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.server_port}")
-    started = time.perf_counter()
-    out = subprocess.run([sys.executable, str(ROOT / "etl.py"), "--config", str(work / "config.json"), "--no-process",
-                          "--json"], env=env, capture_output=True, text=True, timeout=3600)
-    seconds = time.perf_counter() - started
-    server.shutdown()
-    summary = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
-    written = sum(1 for p in (work / "staging").glob("*.jsonl") for _ in open(p, encoding="utf-8"))
-    print(f"receive: {len(messages):,} messages; etl.py --no-process rc={out.returncode} in {seconds:.1f} s "
-          f"= {written / seconds:,.0f} messages/s written (target >= 300); left on the queue: "
-          f"{len(queue.visible) + len(queue.inflight)}; summary new={summary.get('new')} deleted={summary.get('deleted')}")
-    if out.returncode != 0:
-        print(out.stderr[-2000:], file=sys.stderr)
-    return 0 if out.returncode == 0 and written == len(messages) else 1
+    try:
+        for name in ("staging", "processed", "archive", "dead_letter", "warehouse"):
+            (work / name).mkdir()
+        cfg = json.loads((ROOT / "config.json").read_text(encoding="utf-8"))
+        cfg["queue"].update(wait_time_seconds=1, max_messages_per_run=len(messages) + 10)
+        cfg["lakehouse_path"] = None
+        (work / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+                   SQS_QUEUE_URL=f"http://127.0.0.1:{server.server_port}/000000000000/bench",
+                   AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.server_port}")
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, str(ROOT / "etl.py"), "--config", str(work / "config.json"),
+                              "--no-process", "--json"], env=env, capture_output=True, text=True, timeout=3600)
+        seconds = time.perf_counter() - started
+        summary = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
+        written = sum(1 for p in (work / "staging").glob("*.jsonl") for _ in open(p, encoding="utf-8"))
+    finally:
+        server.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+    left = len(queue.visible) + len(queue.inflight)
+    report = (f"receive: {len(messages):,} messages; etl.py --no-process rc={out.returncode} in {seconds:.1f} s "
+              f"= {written / seconds:,.0f} messages/s written (target >= 300); left on the queue: {left}; "
+              f"summary new={summary.get('new')} deleted={summary.get('deleted')}")
+    return {"ok": out.returncode == 0 and written == len(messages), "seconds": seconds, "written": written,
+            "left": left, "report": report, "stderr": out.stderr}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20000)
+    args = parser.parse_args(argv)
+    result = drain(args.messages)
+    print(result["report"])
+    if not result["ok"]:
+        print(result["stderr"][-2000:], file=sys.stderr)
+    return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":
