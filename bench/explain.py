@@ -47,7 +47,10 @@ def main() -> int:
     batch = args.work / f"split_{args.history}" / "processing_batch_99999999T999999_batch.jsonl"
     target = args.work / f"explain_{args.history}"
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(base, target)
+    # the warehouse and its config are what a load reads; the analytics generations, team files
+    # and the lake (8 GB at 5M) are not touched without publication or export
+    shutil.copytree(base, target, ignore=shutil.ignore_patterns("lake", ".analytics_*", "analytics.duckdb",
+                                                                "team_*.duckdb"))
     cfg = load_config(target / "config.json")
     found: list[tuple[float, str, list]] = []
     real_write = sql.write
@@ -65,14 +68,30 @@ def main() -> int:
         found.append((seconds, tgt.table, sorted(scans, key=lambda s: -s[1])[:3]))
         return real_write(con, tgt, select_sql, params, journal_load_id)
 
-    sql.write = profiled_write
+    real_checks = sql.run_checks
+
+    def profiled_checks(con, params):
+        for path in sql.check_files():
+            text = sql.read_sql(path)
+            t = time.perf_counter()
+            rows = con.execute(f"EXPLAIN (ANALYZE, FORMAT json) {text}", sql.params_for(text, params)).fetchall()
+            seconds = time.perf_counter() - t
+            scans: list = []
+            try:
+                _scans(json.loads(rows[0][1]), scans)
+            except (ValueError, IndexError, TypeError):
+                pass
+            found.append((seconds, f"check {path.stem}", sorted(scans, key=lambda s: -s[1])[:3]))
+        return real_checks(con, params)
+
+    sql.write, sql.run_checks = profiled_write, profiled_checks
     try:
         run = process_files(cfg, [batch], move=False, refresh_gold=False)
     finally:
-        sql.write = real_write
+        sql.write, sql.run_checks = real_write, real_checks
     assert run.ok, [f.line() for f in run.files]
     print(f"history {args.history:,} events; the 16k batch's SELECTs, slowest first (EXPLAIN ANALYZE; "
-          "largest table scans: rows read, row groups read of the table's)")
+          "largest table scans: rows read, row groups read of the table's); checks too")
     for seconds, table, scans in sorted(found, reverse=True)[: args.top]:
         what = "; ".join(f"{_one_line(t)} {n:,} rows ({g}/{total} row groups)" for t, n, g, total in scans)
         print(f"{seconds:7.3f} s  {table:32s} {what}")

@@ -297,18 +297,20 @@ def changed_since(con: duckdb.DuckDBPyConnection, load_id: int) -> dt.date | Non
     return row[0][0]
 
 
-def _manifest(lake: Lake, t: LakeTable) -> tuple[dict[str, str], int | None]:
-    """The partitions the lake holds (with their fingerprints) and the last load they include."""
+def _manifest(lake: Lake, t: LakeTable) -> tuple[dict[str, str], int | None, list | None]:
+    """The partitions the lake holds (with their fingerprints), the last load they include, and
+    the table's columns they were all written with (None: not recorded, by an older release)."""
     text = lake.read_text(t.folder, MANIFEST)
     if not text:
-        return {}, None
+        return {}, None, None
     body = json.loads(text)
-    return body["partitions"], body.get("load_id")
+    return body["partitions"], body.get("load_id"), body.get("columns")
 
 
-def _save_manifest(lake: Lake, t: LakeTable, parts: dict[str, str], load_id: int | None) -> None:
+def _save_manifest(lake: Lake, t: LakeTable, parts: dict[str, str], load_id: int | None,
+                   columns: list | None) -> None:
     body = {"table": t.name, "partition_column": PARTITION if t.date_expr else None,
-            "load_id": load_id, "partitions": dict(sorted(parts.items()))}
+            "load_id": load_id, "columns": columns, "partitions": dict(sorted(parts.items()))}
     lake.write_atomic(json.dumps(body, indent=1).encode("utf-8"), t.folder, MANIFEST)
 
 
@@ -353,8 +355,13 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
         for t in tables or TABLES:
             if t.name not in existing:
                 continue
-            held, mark = _manifest(lake, t)
-            scoped = not full and mark is not None and latest is not None and mark <= latest
+            held, mark, shape = _manifest(lake, t)
+            columns_now = [list(c) for c in _columns(con, t.name)]
+            # a table whose columns changed (an upgrade rebuilt Silver in a new shape) is rewritten
+            # whole: readers of a folder need one schema in every file. Its manifest keeps the old
+            # columns until the last partition is written, so a crash leaves the rest still owed
+            reshaped = shape != columns_now
+            scoped = not full and not reshaped and mark is not None and latest is not None and mark <= latest
             if scoped and mark == latest:
                 continue                                    # no load since this table's export
             since = None
@@ -365,7 +372,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             now = fingerprints(con, t, since)
             result.checked[t.name] = len(now)
             in_scope = [p for p in held if since is None or p >= since.isoformat()]
-            changed = sorted(p for p, fp in now.items() if held.get(p) != fp)
+            changed = sorted(p for p, fp in now.items() if reshaped or held.get(p) != fp)
             gone = sorted(p for p in in_scope if p not in now)
             columns = _export_select(con, t) if changed else ""
             for p in changed:
@@ -384,7 +391,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                     local.unlink(missing_ok=True)           # a failed write leaves no temp file
                 _remove_foreign_files(lake, _partition_dir(t, p))
                 held[p] = now[p]
-                _save_manifest(lake, t, held, mark)
+                _save_manifest(lake, t, held, mark, shape)
                 result.written[t.name] = result.written.get(t.name, 0) + 1
                 replaced += 1
                 if crash_after is not None and replaced >= crash_after:
@@ -392,10 +399,10 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             for p in gone:
                 lake.delete_dir(*_partition_dir(t, p))
                 held.pop(p, None)
-                _save_manifest(lake, t, held, mark)
+                _save_manifest(lake, t, held, mark, shape)
                 result.removed[t.name] = result.removed.get(t.name, 0) + 1
-            if changed or gone or mark != latest:
-                _save_manifest(lake, t, held, latest)       # the table now includes every load
+            if changed or gone or mark != latest or reshaped:
+                _save_manifest(lake, t, held, latest, columns_now)  # the table now includes every load
     result.seconds = time.monotonic() - started
     return result
 

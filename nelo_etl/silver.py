@@ -47,7 +47,7 @@ MODELS: list[Model] = [
     _since("silver_event_sessions", PAIR, "event_ts"),
     _since("silver_user_sessions", PAIR, "session_start_ts"),
     _since("silver_session_features", PAIR, "session_start_ts"),
-    _m("fct_orders", "overwrite_partitions", *PAIR),
+    _since("fct_orders", PAIR, "order_ts"),
     _since("dim_products", ("item_id",), "valid_from"),
     _m("dim_users", "overwrite_partitions", "user_id"),
     _since("silver_list_impressions", PAIR, "event_ts"),

@@ -30,9 +30,10 @@ from .db import connect, ensure_schema, transaction
 
 log = logging.getLogger("nelo_etl.upgrade")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 NOTES = {1: "versioned; Silver rebuilt with recomputed_from_ts and the current shapes",
-         2: "money DECIMAL(18, 6) from staging on (out-of-range values dead-lettered); Silver rebuilt"}
+         2: "money DECIMAL(18, 6) from staging on (out-of-range values dead-lettered); Silver rebuilt",
+         3: "fct_orders loaded from the session in force (recomputed_from_ts); Silver rebuilt"}
 #: stg_events' money columns: DOUBLE before version 2, DECIMAL(18, 6) since.
 MONEY_COLUMNS = ("price_in_usd", "price", "item_revenue_in_usd", "item_revenue", "item_refund_in_usd",
                  "item_refund", "discount_value", "total_price", "installment_price")

@@ -276,3 +276,27 @@ def test_orders_sum_line_revenue_and_carry_their_session(tmp_path):
                        "OVER () FROM fct_orders ORDER BY order_ts").fetchall()
     assert rows == [(35.0, 1.75, 40.0, 1.5, 5, True, 3, True, True, ["A", "B"], True),
                     (0.0, 0.0, 0.0, 0.0, 0, False, None, False, False, [], True)]
+
+
+def test_a_late_event_moves_an_order_into_the_merged_session_and_later_batches_leave_older_orders(tmp_path):
+    as_ts = lambda us: datetime.fromtimestamp(us / 1e6, tz=timezone.utc).replace(tzinfo=None)
+    first = [line(T0, "purchase", [item("A", 10)]),
+             line(T0 + 40 * MIN, "view_item", [item("A", 10)]),
+             line(T0 + 50 * MIN, "purchase", [item("A", 10, 2)])]
+    late = [line(T0 + 20 * MIN, "view_item", [item("A", 10)])]       # joins the two sessions
+    after = [line(T0 + 5 * 60 * MIN, "purchase", [item("A", 10)])]   # a new session, hours later
+    con = warehouse(tmp_path, first, late, after)
+    rows = con.execute("SELECT epoch_us(order_ts), session_id, session_date, order_value, recomputed_from_ts "
+                       "FROM fct_orders ORDER BY order_ts").fetchall()
+    merged = session_id("u1", "IOS", T0)
+    assert [r[:4] for r in rows] == [(T0, merged, as_ts(T0).date(), 10.0),
+                                     (T0 + 50 * MIN, merged, as_ts(T0).date(), 20.0),
+                                     (T0 + 5 * 60 * MIN, session_id("u1", "IOS", T0 + 5 * 60 * MIN),
+                                      as_ts(T0 + 5 * 60 * MIN).date(), 10.0)]
+    # the late event recomputed the pair from the session in force (T0); the batch after it only
+    # its own session: the two earlier orders were not rewritten (they keep the late batch's mark)
+    assert [r[4] for r in rows] == [as_ts(T0), as_ts(T0), as_ts(T0 + 5 * 60 * MIN)]
+    # and the same rows as one batch of everything
+    again = warehouse(tmp_path / "one", first + late + after)
+    assert again.execute("SELECT epoch_us(order_ts), session_id, session_date, order_value FROM fct_orders "
+                         "ORDER BY order_ts").fetchall() == [r[:4] for r in rows]

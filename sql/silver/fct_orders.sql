@@ -2,9 +2,12 @@
 -- Grain: one row per purchase event. Key: event_id.
 -- order_value = sum of line revenue (item_revenue, else price * quantity), likewise in USD;
 -- exact (DECIMAL) sums so a value never depends on row order. An order without items is worth 0.
--- Loaded: overwrite the (user_id, platform) partitions that load $load_id touched (all when null):
---         the session (and session date) of an order can change with a late event.
+-- Loaded: overwrite_from, per (user_id, platform) that load $load_id added events to: the orders
+--         from the start of the session in force at the pair's earliest new event on
+--         (recomputed_from_ts). An earlier order keeps its session (earlier sessions do not
+--         change) and its items (an event's items never do). All when $load_id is null.
 -- Reads: fct_events, fct_event_items, silver_event_sessions, silver_user_sessions.
+-- Params: $load_id.
 -- columns:
 --   event_id: the purchase event
 --   user_id: the user
@@ -23,15 +26,26 @@
 --   has_coupon: any item carries a coupon
 --   has_discount: any item with discount_value > 0
 --   products: sorted distinct item_ids of the order
+--   recomputed_from_ts: load metadata: from which time the last load recomputed this user and platform's rows
 WITH touched AS (
-    SELECT DISTINCT user_id, platform FROM fct_events WHERE $load_id IS NULL OR first_load_id >= $load_id
+    SELECT user_id, platform, min(event_timestamp_us) AS since_us
+    FROM fct_events
+    WHERE $load_id IS NULL OR first_load_id >= $load_id
+    GROUP BY user_id, platform
+),
+since AS (
+    -- the start of the session holding the pair's earliest new event (as silver_session_features)
+    SELECT s.user_id, s.platform, min(s.session_start_ts) AS since_ts
+    FROM silver_event_sessions AS s
+    JOIN touched AS t ON s.user_id = t.user_id AND s.platform = t.platform AND s.event_timestamp_us >= t.since_us
+    GROUP BY s.user_id, s.platform
 ),
 purchases AS (
-    SELECT e.event_id, e.user_id, e.platform, e.event_ts, s.session_id
-    FROM fct_events AS e
-    SEMI JOIN touched AS t ON e.user_id = t.user_id AND e.platform = t.platform
-    JOIN silver_event_sessions AS s USING (event_id)
-    WHERE e.event_name = 'purchase'
+    SELECT s.event_id, s.user_id, s.platform, s.event_ts, s.event_timestamp_us, s.session_id,
+           s.session_start_ts, c.since_ts
+    FROM silver_event_sessions AS s
+    JOIN since AS c ON s.user_id = c.user_id AND s.platform = c.platform AND s.event_ts >= c.since_ts
+    WHERE s.event_name = 'purchase'
 ),
 lines AS (
     SELECT i.event_id,
@@ -46,7 +60,8 @@ lines AS (
            bool_or(i.discount_value > 0)                                  AS has_discount,
            list_sort(list_distinct(list(i.item_id) FILTER (WHERE i.item_id IS NOT NULL))) AS products
     FROM fct_event_items AS i
-    SEMI JOIN purchases AS p USING (event_id)
+    -- an item has its event's time: matching it too lets the scan skip older row groups
+    SEMI JOIN purchases AS p ON i.event_id = p.event_id AND i.event_timestamp_us = p.event_timestamp_us
     GROUP BY i.event_id
 )
 SELECT
@@ -66,7 +81,8 @@ SELECT
     l.max_installments,
     coalesce(l.has_coupon, false)                    AS has_coupon,
     coalesce(l.has_discount, false)                  AS has_discount,
-    coalesce(l.products, [])                         AS products
+    coalesce(l.products, [])                         AS products,
+    p.since_ts                                       AS recomputed_from_ts      -- load metadata
 FROM purchases AS p
-JOIN silver_user_sessions AS u USING (session_id)
+JOIN silver_user_sessions AS u ON u.session_id = p.session_id AND u.session_start_ts = p.session_start_ts
 LEFT JOIN lines AS l USING (event_id)

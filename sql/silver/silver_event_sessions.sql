@@ -25,11 +25,14 @@ WITH touched AS (
 ),
 seeds AS (
     -- the pair's last event before since_us, and the start of its session (events of one instant
-    -- share a session, so the latest instant decides)
+    -- share a session, so the latest instant decides). Only one within the timeout can continue
+    -- into since_us; an older one changes nothing (the first new event starts a session either
+    -- way), and the bound lets the scan skip the row groups before the batch's earliest event
     SELECT s.user_id, s.platform, max(s.event_timestamp_us) AS event_timestamp_us,
            arg_max(date_diff('microsecond', TIMESTAMP '1970-01-01', s.session_start_ts), s.event_timestamp_us) AS seed_start_us
     FROM silver_event_sessions AS s
     JOIN touched AS t ON s.user_id = t.user_id AND s.platform = t.platform AND s.event_timestamp_us < t.since_us
+                     AND s.event_timestamp_us >= t.since_us - $session_timeout_us
     WHERE $load_id IS NOT NULL
     GROUP BY s.user_id, s.platform
 ),

@@ -56,7 +56,7 @@ flags AS (
 ),
 last_checkout AS (
     -- the cart is the last begin_checkout: latest time, ties to the greatest event_id
-    SELECT session_id, event_id, event_ts
+    SELECT session_id, event_id, event_ts, event_timestamp_us
     FROM session_events
     WHERE event_name = 'begin_checkout'
     QUALIFY row_number() OVER (PARTITION BY session_id ORDER BY event_timestamp_us DESC, event_id DESC) = 1
@@ -69,7 +69,9 @@ carts AS (
            sum(i.price_in_usd * i.quantity) AS cart_value_usd,
            list_sort(list_distinct(list(i.item_id))) AS cart_products
     FROM last_checkout AS c
-    LEFT JOIN fct_event_items AS i USING (event_id)
+    -- an item has its event's time: matching it too changes nothing, and lets the scan of
+    -- fct_event_items skip the row groups outside the checkouts' times
+    LEFT JOIN fct_event_items AS i ON i.event_id = c.event_id AND i.event_timestamp_us = c.event_timestamp_us
     GROUP BY c.session_id
 )
 SELECT
