@@ -24,6 +24,18 @@ CORRUPTIONS = {
     "silver_attribution_valid": "UPDATE silver_event_list_attribution SET impression_item_index = 99",
 }
 
+#: the checks' other branches (each bounds its scans by event time since v3: these rows must still be found)
+MORE_CORRUPTIONS = [
+    ("silver_fct_events_unique_key", "DELETE FROM fct_events WHERE event_id IN "
+                                     "(SELECT event_id FROM fct_event_items ORDER BY event_timestamp_us DESC LIMIT 1)"),
+    ("silver_fct_events_unique_key", "DELETE FROM fct_events WHERE event_id IN "
+                                     "(SELECT event_id FROM fct_event_items ORDER BY event_timestamp_us LIMIT 1)"),
+    ("silver_sessions_valid", "DELETE FROM silver_event_sessions WHERE event_id IN "
+                              "(SELECT event_id FROM silver_event_sessions ORDER BY event_timestamp_us LIMIT 1)"),
+    ("silver_attribution_valid", "UPDATE silver_list_impressions SET session_id = 'other' WHERE event_id IN "
+                                 "(SELECT impression_event_id FROM silver_event_list_attribution)"),
+]
+
 
 @pytest.fixture(scope="module")
 def good_warehouse(tmp_path_factory):
@@ -51,5 +63,20 @@ def test_the_check_fires_on_its_corruption(good_warehouse, check, tmp_path):
             sql.run_checks(con, params)                      # the batch would roll back
         text = sql.read_sql(sql.SQL_DIR / "checks" / f"{check}.sql")
         assert sql.run(con, text, params), f"{check} returned no rows"   # and this check says why
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("check,corruption", MORE_CORRUPTIONS)
+def test_the_checks_other_branches_fire_too(good_warehouse, check, corruption, tmp_path):
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(good_warehouse.database_path, db)
+    con = duckdb.connect(str(db))
+    try:
+        params = silver.model_params(good_warehouse, {"load_id": 1, "batch_id": None})
+        text = sql.read_sql(sql.SQL_DIR / "checks" / f"{check}.sql")
+        assert sql.run(con, text, params) == []
+        assert con.execute(corruption).fetchall()[0][0] > 0                # rows were changed
+        assert sql.run(con, text, params), f"{check} returned no rows"
     finally:
         con.close()

@@ -1,20 +1,28 @@
 -- check silver_sessions_valid: every event is in exactly one session, and the sessions of a
--- (user_id, platform) never overlap. Scope: the pairs load $load_id touched (all when null).
+-- (user_id, platform) never overlap. Scope: what load $load_id rewrote (all when null): per pair
+-- it touched, the events from its earliest new event on and the sessions that end at or after it
+-- (earlier ones did not change, and were checked by the load that wrote them).
+-- Params: $load_id.
 WITH touched AS (
-    SELECT DISTINCT user_id, platform FROM fct_events WHERE $load_id IS NULL OR first_load_id >= $load_id
+    SELECT user_id, platform, min(event_timestamp_us) AS since_us
+    FROM fct_events
+    WHERE $load_id IS NULL OR first_load_id >= $load_id
+    GROUP BY user_id, platform
 ),
 assigned AS (
     SELECT e.event_id, count(s.session_id) AS sessions
     FROM fct_events AS e
-    SEMI JOIN touched AS t ON e.user_id = t.user_id AND e.platform = t.platform
-    LEFT JOIN silver_event_sessions AS s USING (event_id)
+    JOIN touched AS t ON e.user_id = t.user_id AND e.platform = t.platform AND e.event_timestamp_us >= t.since_us
+    -- a session row carries its event's time: matching it too lets the scan skip older row groups
+    LEFT JOIN silver_event_sessions AS s ON s.event_id = e.event_id AND s.event_timestamp_us = e.event_timestamp_us
     GROUP BY e.event_id
 ),
 ordered AS (
     SELECT s.session_id, s.user_id, s.platform, s.session_start_ts, s.session_end_ts,
            lead(s.session_start_ts) OVER (PARTITION BY s.user_id, s.platform ORDER BY s.session_start_ts) AS next_start
     FROM silver_user_sessions AS s
-    SEMI JOIN touched AS t ON s.user_id = t.user_id AND s.platform = t.platform
+    JOIN touched AS t ON s.user_id = t.user_id AND s.platform = t.platform
+                     AND s.session_end_ts >= make_timestamp(t.since_us)
 )
 SELECT 'event not in exactly one session' AS problem, event_id AS id, sessions::VARCHAR AS detail
 FROM assigned WHERE sessions <> 1
