@@ -62,6 +62,8 @@ class LakeTable:
     name: str
     layer: str
     date_expr: str | None
+    #: columns the lake leaves out
+    exclude: tuple[str, ...] = ()
 
     @property
     def folder(self) -> str:
@@ -82,7 +84,11 @@ _DATES = {
     "silver_event_list_attribution": "CAST(event_ts AS DATE)",
 }
 
-TABLES: list[LakeTable] = [LakeTable("stg_events", "staging", "CAST(event_ts AS DATE)")] + [
+#: The staged events without their raw JSON bodies: nothing downstream reads them (Spark builds
+#: Silver from the parsed columns), the immutable batch files in archive/ keep every byte, and
+#: they were most of the lake's bytes and of each batch's export time (a day's partition of
+#: stg_events at 5M: 0.73-0.95 s with them, 0.33-0.37 s without; bench/RESULTS.md).
+TABLES: list[LakeTable] = [LakeTable("stg_events", "staging", "CAST(event_ts AS DATE)", ("raw_body",))] + [
     LakeTable(m.name, "silver", _DATES.get(m.name)) for m in silver.MODELS]
 
 
@@ -223,16 +229,17 @@ class ExportResult:
                 f"in {self.seconds:.2f} s")
 
 
-def _columns(con: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]]:
-    return con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t AND NOT internal "
-                       "ORDER BY column_index", {"t": name}).fetchall()
+def _columns(con: duckdb.DuckDBPyConnection, name: str, exclude: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    return [c for c in con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t "
+                                   "AND NOT internal ORDER BY column_index", {"t": name}).fetchall()
+            if c[0] not in exclude]
 
 
 def _export_select(con: duckdb.DuckDBPyConnection, t: LakeTable) -> str:
     """The table's columns as written: JSON as text, HUGEINT sums as BIGINT (Spark's types), money
     as LAKE_DECIMAL, and without the partition column (its value is in the folder name)."""
     out = []
-    for name, dtype in _columns(con, t.name):
+    for name, dtype in _columns(con, t.name, t.exclude):
         if t.date_expr is not None and name == PARTITION:
             continue
         if dtype == "JSON":
@@ -356,7 +363,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             if t.name not in existing:
                 continue
             held, mark, shape = _manifest(lake, t)
-            columns_now = [list(c) for c in _columns(con, t.name)]
+            columns_now = [list(c) for c in _columns(con, t.name, t.exclude)]
             # a table whose columns changed (an upgrade rebuilt Silver in a new shape) is rewritten
             # whole: readers of a folder need one schema in every file. Its manifest keeps the old
             # columns until the last partition is written, so a crash leaves the rest still owed
@@ -384,7 +391,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                 target = str(local).replace("'", "''")
                 try:
                     con.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{target}' "
-                                "(FORMAT parquet, COMPRESSION zstd)",
+                                "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)",
                                 {"p": p} if "$p" in where else {}).fetchall()
                     lake.put_file(local, *_partition_dir(t, p), PART_FILE)
                 finally:
