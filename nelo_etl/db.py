@@ -16,6 +16,7 @@ log = logging.getLogger("nelo_etl.db")
 
 DDL_ORDER = ("stg_events", "dead_letter_messages", "etl_batches", "dim_platforms", "dim_dates",
              "dim_item_lists", "dim_experiments", "dim_campaigns", "dim_products", "silver_event_sessions",
+             "dim_users", "fct_product_campaigns",
              "publish_journal", "publish_gens", "warehouse_meta")
 
 

@@ -55,7 +55,7 @@ MODELS: list[Model] = [
     _m("dim_item_lists", "merge", "item_list_id"),
     _m("dim_campaigns", "replace"),
     _m("dim_experiments", "merge", "experiment_id", "variant"),
-    _m("fct_product_campaigns", "overwrite_partitions", "item_id"),
+    _m("fct_product_campaigns", "merge", "item_id", "campaign_id"),
 ]
 
 

@@ -300,3 +300,31 @@ def test_a_late_event_moves_an_order_into_the_merged_session_and_later_batches_l
     again = warehouse(tmp_path / "one", first + late + after)
     assert again.execute("SELECT epoch_us(order_ts), session_id, session_date, order_value FROM fct_orders "
                          "ORDER BY order_ts").fetchall() == [r[:4] for r in rows]
+
+
+def test_product_campaigns_and_users_add_up_across_batches_in_any_order_and_with_redelivery(tmp_path):
+    """Both tables add a batch's new rows to what they hold (not the whole history): three
+    batches in two orders, one of them re-delivering a purchase, equal one batch of everything."""
+    inst = simulate.item_text({"item_id": "A", "price": 10.0, "quantity": 1},
+                              [simulate.param_text("number_of_installments", 6, "int_value"), codes_param("NEW")])
+    buy = line(T0 + 2 * MIN, "purchase", [coded("A", 100, "NEW|OLD", 2, 30.0, item_revenue=170.0)])
+    batches = [[line(T0 + 5 * MIN, "view_item", [coded("A", 100, "OLD")])],
+               [buy, line(T0 + 9 * MIN, "purchase", [inst], platform="ANDROID")],
+               [line(T0, "view_item", [coded("A", 90, "NEW")], user="u2"), buy]]      # late, and buy again
+    query = {"fct_product_campaigns": "SELECT item_id, campaign_id, epoch_us(first_seen_ts), epoch_us(last_seen_ts), "
+                                      "units, gross_revenue, discount_value, net_revenue, purchased_lines "
+                                      "FROM fct_product_campaigns ORDER BY 1, 2",
+             "dim_users": "SELECT user_id, epoch_us(valid_from), epoch_us(valid_to), is_current, is_buyer, "
+                          "has_used_installments, epoch_us(first_purchase_ts), platforms FROM dim_users ORDER BY 1, 2"}
+    one = warehouse(tmp_path / "one", [x for b in batches for x in b])
+    expected = {name: one.execute(q).fetchall() for name, q in query.items()}
+    assert expected["fct_product_campaigns"] == [
+        ("A", "NEW", T0, T0 + 9 * MIN, 3, 210.0, 30.0, 180.0, 2),
+        ("A", "OLD", T0 + 2 * MIN, T0 + 5 * MIN, 2, 200.0, 30.0, 170.0, 1)]
+    assert expected["dim_users"] == [
+        ("u1", T0 + 2 * MIN, T0 + 9 * MIN, False, True, False, T0 + 2 * MIN, ["ANDROID", "IOS"]),
+        ("u1", T0 + 9 * MIN, None, True, True, True, T0 + 2 * MIN, ["ANDROID", "IOS"]),
+        ("u2", T0, None, True, False, False, None, ["IOS"])]
+    for n, order in enumerate([batches, batches[::-1]]):
+        con = warehouse(tmp_path / f"order{n}", *order)
+        assert {name: con.execute(q).fetchall() for name, q in query.items()} == expected, n

@@ -2,8 +2,11 @@
 -- when they first use installments (a purchase with any item of more than one installment).
 -- Grain: one row per user version. Key: (user_id, valid_from).
 -- Loaded: overwrite the user_id partitions that load $load_id touched (all when null): a late
---         event can move a first purchase earlier.
--- Reads: fct_events, fct_event_items.
+--         event can move a first purchase earlier. A user's versions follow from three first
+--         times and the platforms seen, which every version row holds for all history so far:
+--         the batch's new events (new exactly once: staging drops known events) are combined
+--         with the current row's (itself: this table), instead of reading the user's history.
+-- Reads: fct_events, fct_event_items, dim_users (itself; shape in sql/ddl/).
 -- columns:
 --   user_id: the user
 --   valid_from: when this version took effect (event time, UTC)
@@ -15,24 +18,40 @@
 --   first_purchase_ts: the user's first purchase (UTC); null if none
 --   first_installment_ts: the user's first purchase with installments (UTC); null if none
 --   platforms: sorted distinct platforms the user was seen on
-WITH touched AS (
-    SELECT DISTINCT user_id FROM fct_events WHERE $load_id IS NULL OR first_load_id >= $load_id
+WITH added AS (
+    SELECT user_id,
+           min(event_ts)                                             AS first_seen_ts,
+           min(event_ts) FILTER (WHERE event_name = 'purchase')      AS first_purchase_ts,
+           list(DISTINCT platform)                                   AS platforms
+    FROM fct_events
+    WHERE $load_id IS NULL OR first_load_id >= $load_id
+    GROUP BY user_id
+),
+added_installments AS (
+    SELECT user_id, min(event_ts) AS first_installment_ts
+    FROM fct_event_items
+    WHERE ($load_id IS NULL OR first_load_id >= $load_id) AND event_name = 'purchase' AND installments > 1
+    GROUP BY user_id
+),
+known AS (
+    SELECT d.user_id, d.first_seen_ts, d.first_purchase_ts, d.first_installment_ts, d.platforms
+    FROM dim_users AS d
+    SEMI JOIN added AS a USING (user_id)
+    WHERE d.is_current
 ),
 firsts AS (
-    SELECT e.user_id,
-           min(e.event_ts)                                             AS first_seen_ts,
-           min(e.event_ts) FILTER (WHERE e.event_name = 'purchase')    AS first_purchase_ts,
-           list_sort(list_distinct(list(e.platform)))                  AS platforms
-    FROM fct_events AS e
-    SEMI JOIN touched AS t USING (user_id)
-    GROUP BY e.user_id
+    SELECT a.user_id,
+           least(a.first_seen_ts, k.first_seen_ts)                   AS first_seen_ts,
+           least(a.first_purchase_ts, k.first_purchase_ts)           AS first_purchase_ts,
+           list_sort(list_distinct(list_concat(a.platforms, coalesce(k.platforms, [])))) AS platforms
+    FROM added AS a
+    LEFT JOIN known AS k USING (user_id)
 ),
 installments AS (
-    SELECT i.user_id, min(i.event_ts) AS first_installment_ts
-    FROM fct_event_items AS i
-    SEMI JOIN touched AS t USING (user_id)
-    WHERE i.event_name = 'purchase' AND i.installments > 1
-    GROUP BY i.user_id
+    SELECT a.user_id, least(n.first_installment_ts, k.first_installment_ts) AS first_installment_ts
+    FROM added AS a
+    LEFT JOIN added_installments AS n USING (user_id)
+    LEFT JOIN known AS k USING (user_id)
 ),
 changes AS (
     SELECT f.*, n.first_installment_ts, unnest([f.first_seen_ts, f.first_purchase_ts, n.first_installment_ts]) AS change_ts
