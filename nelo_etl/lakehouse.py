@@ -36,6 +36,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -261,7 +262,9 @@ def fingerprints(con: duckdb.DuckDBPyConnection, t: LakeTable, since: dt.date | 
     the partitions from ``since`` on when given."""
     part = f"CAST({t.date_expr} AS VARCHAR)" if t.date_expr else "'*'"
     where = f"WHERE {t.date_expr} >= $since{_range(t, '>=')}" if since is not None and t.date_expr else ""
-    rows = con.execute(f"SELECT {part} AS p, count(*), sum(hash(x)) FROM {t.name} AS x {where} GROUP BY ALL",
+    # what the lake leaves out is not hashed either (the raw bodies were most of the bytes read)
+    source = f"(SELECT * EXCLUDE ({', '.join(t.exclude)}) FROM {t.name})" if t.exclude else t.name
+    rows = con.execute(f"SELECT {part} AS p, count(*), sum(hash(x)) FROM {source} AS x {where} GROUP BY ALL",
                        {"since": since} if where else {}).fetchall()
     return {p if p is not None else "__null__": f"{n}:{h}" for p, n, h in rows}
 
@@ -336,6 +339,31 @@ def _remove_foreign_files(lake: Lake, folder: tuple[str, ...]) -> None:
             lake.fs.delete_file(path)
 
 
+#: Partitions written at once: DuckDB writes a Parquet file on one thread (0.97 s for five
+#: partitions of stg_events at 5M one after the other, 0.69 s two at a time, on 2 cores).
+WRITERS = 2
+
+
+def _write_partition(con: duckdb.DuckDBPyConnection, t: LakeTable, p: str, columns: str, local: Path) -> Path:
+    """One partition's rows as a Parquet file at ``local`` (a temp file), on a cursor of its own."""
+    where = "" if t.date_expr is None else (
+        f"WHERE {t.date_expr} IS NULL" if p == "__null__"
+        else f"WHERE {t.date_expr} = CAST($p AS DATE){_range(t, '=')}")
+    # COPY's target cannot be a bound parameter: the path (ours: lake root + uuid) is quoted
+    target = str(local).replace("'", "''")
+    cur = con.cursor()
+    try:
+        cur.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{target}' "
+                    "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)",
+                    {"p": p} if "$p" in where else {}).fetchall()
+    except BaseException:
+        local.unlink(missing_ok=True)
+        raise
+    finally:
+        cur.close()
+    return local
+
+
 def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
            tables: list[LakeTable] | None = None, crash_after: int | None = None,
            full: bool = False) -> ExportResult:
@@ -382,27 +410,25 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             changed = sorted(p for p, fp in now.items() if reshaped or held.get(p) != fp)
             gone = sorted(p for p in in_scope if p not in now)
             columns = _export_select(con, t) if changed else ""
-            for p in changed:
-                local = lake.temp_for(Path(tmp), *_partition_dir(t, p), PART_FILE)
-                where = "" if t.date_expr is None else (
-                    f"WHERE {t.date_expr} IS NULL" if p == "__null__"
-                    else f"WHERE {t.date_expr} = CAST($p AS DATE){_range(t, '=')}")
-                # COPY's target cannot be a bound parameter: the path (ours: lake root + uuid) is quoted
-                target = str(local).replace("'", "''")
-                try:
-                    con.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{target}' "
-                                "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)",
-                                {"p": p} if "$p" in where else {}).fetchall()
-                    lake.put_file(local, *_partition_dir(t, p), PART_FILE)
-                finally:
-                    local.unlink(missing_ok=True)           # a failed write leaves no temp file
-                _remove_foreign_files(lake, _partition_dir(t, p))
-                held[p] = now[p]
-                _save_manifest(lake, t, held, mark, shape)
-                result.written[t.name] = result.written.get(t.name, 0) + 1
-                replaced += 1
-                if crash_after is not None and replaced >= crash_after:
-                    raise RuntimeError(f"simulated crash after {replaced} partition(s)")
+            # the partitions are written two at a time (DuckDB writes one Parquet file on one
+            # thread); each is then put in place and recorded in order, as before
+            with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+                writing = {p: pool.submit(_write_partition, con, t, p, columns,
+                                          lake.temp_for(Path(tmp), *_partition_dir(t, p), PART_FILE))
+                           for p in changed}
+                for p in changed:
+                    local = writing[p].result()
+                    try:
+                        lake.put_file(local, *_partition_dir(t, p), PART_FILE)
+                    finally:
+                        local.unlink(missing_ok=True)       # a failed write leaves no temp file
+                    _remove_foreign_files(lake, _partition_dir(t, p))
+                    held[p] = now[p]
+                    _save_manifest(lake, t, held, mark, shape)
+                    result.written[t.name] = result.written.get(t.name, 0) + 1
+                    replaced += 1
+                    if crash_after is not None and replaced >= crash_after:
+                        raise RuntimeError(f"simulated crash after {replaced} partition(s)")
             for p in gone:
                 lake.delete_dir(*_partition_dir(t, p))
                 held.pop(p, None)

@@ -15,8 +15,10 @@
 WITH batch_impressions AS (
     SELECT m.*
     FROM silver_list_impressions AS m
-    SEMI JOIN (SELECT event_id FROM fct_events WHERE $load_id IS NULL OR first_load_id >= $load_id) AS e
-        USING (event_id)
+    -- an impression has its event's time: matching it too lets the scan skip older row groups
+    SEMI JOIN (SELECT event_id, event_timestamp_us FROM fct_events
+               WHERE $load_id IS NULL OR first_load_id >= $load_id) AS e
+        ON m.event_id = e.event_id AND m.event_timestamp_us = e.event_timestamp_us
 ),
 batch_lists AS (
     SELECT item_list_id, min(event_ts) AS first_impression_ts, max(event_ts) AS last_impression_ts
