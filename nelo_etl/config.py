@@ -115,7 +115,7 @@ class Settings(BaseModel):
     parser: Literal["python", "duckdb"] = Field(
         "duckdb", description="how staging parses batch files: DuckDB SQL, which leaves the lines it cannot vouch for to the Python contract parser, or the Python contract parser alone (same rows; see README)")
     duckdb_memory_limit: str = Field(
-        "1.5GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        "1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="DuckDB's memory limit for the job; beyond it DuckDB spills to <database>.tmp/")
     staging_settle_seconds: float = Field(
         300.0, ge=0, description="a staging file whose last line is incomplete waits this long for its writer before it is loaded as truncated")
