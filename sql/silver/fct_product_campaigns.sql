@@ -47,9 +47,9 @@ SELECT
     least(a.first_seen_ts, p.first_seen_ts)                                         AS first_seen_ts,
     greatest(a.last_seen_ts, p.last_seen_ts)                                        AS last_seen_ts,
     CAST(a.units + coalesce(p.units, 0) AS BIGINT)                                  AS units,
-    CAST(a.gross_revenue + coalesce(p.gross_revenue, 0) AS DECIMAL(38, 6))          AS gross_revenue,
-    CAST(a.discount_value + coalesce(p.discount_value, 0) AS DECIMAL(38, 6))        AS discount_value,
-    CAST(a.net_revenue + coalesce(p.net_revenue, 0) AS DECIMAL(38, 6))              AS net_revenue,
+    a.gross_revenue + coalesce(p.gross_revenue, 0)                                  AS gross_revenue,
+    a.discount_value + coalesce(p.discount_value, 0)                                AS discount_value,
+    a.net_revenue + coalesce(p.net_revenue, 0)                                      AS net_revenue,
     CAST(a.purchased_lines + coalesce(p.purchased_lines, 0) AS BIGINT)              AS purchased_lines
 FROM added AS a
 LEFT JOIN fct_product_campaigns AS p ON p.item_id = a.item_id AND p.campaign_id = a.campaign_id
