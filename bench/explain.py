@@ -55,33 +55,27 @@ def main() -> int:
     found: list[tuple[float, str, list]] = []
     real_write = sql.write
 
-    def profiled_write(con, tgt, select_sql, params=None, journal_load_id=False):
-        bound = sql.params_for(select_sql, params or {})
+    def profile(con, text: str, params, label: str) -> None:
+        """EXPLAIN ANALYZE of one statement: its time and its three largest scans."""
         t = time.perf_counter()
-        rows = con.execute(f"EXPLAIN (ANALYZE, FORMAT json) {select_sql}", bound).fetchall()
+        rows = con.execute(f"EXPLAIN (ANALYZE, FORMAT json) {text}", sql.params_for(text, params or {})).fetchall()
         seconds = time.perf_counter() - t
         scans: list = []
         try:
             _scans(json.loads(rows[0][1]), scans)
         except (ValueError, IndexError, TypeError):
             pass
-        found.append((seconds, tgt.table, sorted(scans, key=lambda s: -s[1])[:3]))
+        found.append((seconds, label, sorted(scans, key=lambda s: -s[1])[:3]))
+
+    def profiled_write(con, tgt, select_sql, params=None, journal_load_id=False):
+        profile(con, select_sql, params, tgt.table)
         return real_write(con, tgt, select_sql, params, journal_load_id)
 
     real_checks = sql.run_checks
 
     def profiled_checks(con, params):
         for path in sql.check_files():
-            text = sql.read_sql(path)
-            t = time.perf_counter()
-            rows = con.execute(f"EXPLAIN (ANALYZE, FORMAT json) {text}", sql.params_for(text, params)).fetchall()
-            seconds = time.perf_counter() - t
-            scans: list = []
-            try:
-                _scans(json.loads(rows[0][1]), scans)
-            except (ValueError, IndexError, TypeError):
-                pass
-            found.append((seconds, f"check {path.stem}", sorted(scans, key=lambda s: -s[1])[:3]))
+            profile(con, sql.read_sql(path), params, f"check {path.stem}")
         return real_checks(con, params)
 
     sql.write, sql.run_checks = profiled_write, profiled_checks
