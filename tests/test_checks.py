@@ -80,3 +80,29 @@ def test_the_checks_other_branches_fire_too(good_warehouse, check, corruption, t
         assert sql.run(con, text, params), f"{check} returned no rows"
     finally:
         con.close()
+
+
+def test_the_session_check_sees_a_rewritten_session_overlapping_the_unchanged_one_before_it(tmp_path):
+    """The check looks only at what a load rewrote; a rewritten session that starts inside the
+    session before it (which the load did not touch) must still be an overlap (review finding)."""
+    from .test_silver_models import MIN, T0, item, line
+    from .test_silver_models import warehouse as load_batches
+
+    load_batches(tmp_path, [line(T0, "view_item", [item("P", 1)]), line(T0 + 10 * MIN, "view_item", [item("P", 1)]),
+                            line(T0 + 60 * MIN, "view_item", [item("P", 1)])],
+                 [line(T0 + 70 * MIN, "view_item", [item("P", 1)])]).close()
+    cfg_path = tmp_path / "config.json"
+    from nelo_etl.config import load_config
+    cfg = load_config(cfg_path)
+    con = duckdb.connect(str(cfg.database_path))
+    try:
+        params = silver.model_params(cfg, {"load_id": 2, "batch_id": None})
+        text = sql.read_sql(sql.SQL_DIR / "checks" / "silver_sessions_valid.sql")
+        assert sql.run(con, text, params) == []
+        # the session the second load rewrote (from T0 + 60 min) now starts at T0 + 5 min, inside the first
+        changed = con.execute("UPDATE silver_user_sessions SET session_start_ts = session_start_ts - INTERVAL 55 MINUTE "
+                              "WHERE session_start_ts > make_timestamp($t)", {"t": T0 + 30 * MIN}).fetchall()[0][0]
+        assert changed == 1
+        assert [r[0] for r in sql.run(con, text, params)] == ["overlapping sessions"]
+    finally:
+        con.close()
