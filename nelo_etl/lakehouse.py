@@ -411,24 +411,45 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             gone = sorted(p for p in in_scope if p not in now)
             columns = _export_select(con, t) if changed else ""
             # the partitions are written two at a time (DuckDB writes one Parquet file on one
-            # thread); each is then put in place and recorded in order, as before
+            # thread), at most WRITERS ahead of the one being put in place and recorded, in order
             with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-                writing = {p: pool.submit(_write_partition, con, t, p, columns,
-                                          lake.temp_for(Path(tmp), *_partition_dir(t, p), PART_FILE))
-                           for p in changed}
-                for p in changed:
-                    local = writing[p].result()
-                    try:
-                        lake.put_file(local, *_partition_dir(t, p), PART_FILE)
-                    finally:
-                        local.unlink(missing_ok=True)       # a failed write leaves no temp file
-                    _remove_foreign_files(lake, _partition_dir(t, p))
-                    held[p] = now[p]
-                    _save_manifest(lake, t, held, mark, shape)
-                    result.written[t.name] = result.written.get(t.name, 0) + 1
-                    replaced += 1
-                    if crash_after is not None and replaced >= crash_after:
-                        raise RuntimeError(f"simulated crash after {replaced} partition(s)")
+                writing: dict[str, tuple[Any, Path]] = {}
+                queue = iter(changed)
+
+                def write_next() -> None:
+                    p = next(queue, None)
+                    if p is not None:
+                        local = lake.temp_for(Path(tmp), *_partition_dir(t, p), PART_FILE)
+                        writing[p] = (pool.submit(_write_partition, con, t, p, columns, local), local)
+
+                try:
+                    for _ in range(WRITERS):
+                        write_next()
+                    for p in changed:
+                        future, local = writing.pop(p)
+                        try:
+                            future.result()
+                            write_next()
+                            lake.put_file(local, *_partition_dir(t, p), PART_FILE)
+                        finally:
+                            local.unlink(missing_ok=True)   # a failed write leaves no temp file
+                        _remove_foreign_files(lake, _partition_dir(t, p))
+                        held[p] = now[p]
+                        _save_manifest(lake, t, held, mark, shape)
+                        result.written[t.name] = result.written.get(t.name, 0) + 1
+                        replaced += 1
+                        if crash_after is not None and replaced >= crash_after:
+                            raise RuntimeError(f"simulated crash after {replaced} partition(s)")
+                finally:
+                    # a failure: the writes in flight finish (or never start), and their temp
+                    # files (beside the partition in a local lake) go
+                    for future, local in writing.values():
+                        future.cancel()
+                        try:
+                            future.result()
+                        except BaseException:  # noqa: BLE001 - the first error is the one raised
+                            pass
+                        local.unlink(missing_ok=True)
             for p in gone:
                 lake.delete_dir(*_partition_dir(t, p))
                 held.pop(p, None)

@@ -45,6 +45,8 @@ def test_a_crash_mid_export_is_finished_by_the_next_export(project, tmp_path):
         with pytest.raises(RuntimeError, match="simulated crash"):
             lakehouse.export(con, lake, tmp_path / "work", crash_after=5)
         assert _lake_equals_warehouse(cfg, tmp_path / "lake")          # half done
+        # the partitions written ahead (two at a time) and never put in place leave no temp file
+        assert [f for f in (tmp_path / "lake").rglob("*") if ".tmp" in f.name] == []
         # the manifests never claim a partition the lake does not hold
         for manifest in (tmp_path / "lake").rglob(lakehouse.MANIFEST):
             for part in json.loads(manifest.read_text())["partitions"]:
@@ -115,4 +117,27 @@ def test_a_table_whose_columns_changed_is_rewritten_whole_even_after_a_crash(pro
     for part in (tmp_path / "lake" / "silver" / "fct_orders").rglob(lakehouse.PART_FILE):
         names = [r[0] for r in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{part}')").fetchall()]
         assert "recomputed_from_ts" not in names
+    assert _lake_equals_warehouse(cfg, tmp_path / "lake") == []
+
+
+def test_a_crash_while_partitions_are_written_ahead_leaves_no_temp_file(project, tmp_path):
+    """Partitions are written two at a time ahead of the one put in place: a failure there
+    must not leave the ones in flight as hidden temp files beside the lake's partitions."""
+    from nelo_etl.simulate import SimConfig, Simulator, write_batches
+
+    cfg = load_config(write_config(project, lakehouse_path=None))
+    (simulated,) = write_batches(Simulator(SimConfig.chaos(events=300, seed=11)).messages(), str(project / "staging"), 1)
+    assert staging.process_files(cfg, [Path(simulated)]).ok
+    lake = lakehouse.open_lake(str(tmp_path / "lake"))
+    con = duckdb.connect(str(cfg.database_path), read_only=True)
+    try:
+        staged = [t for t in lakehouse.TABLES if t.name == "stg_events"]
+        assert len(lakehouse.fingerprints(con, staged[0])) >= 4
+        with pytest.raises(RuntimeError, match="simulated crash after 1 "):
+            lakehouse.export(con, lake, tmp_path / "work", tables=staged, crash_after=1)
+        assert [f.name for f in (tmp_path / "lake").rglob("*") if ".tmp" in f.name] == []
+        assert len(list((tmp_path / "lake").rglob(lakehouse.PART_FILE))) == 1
+        lakehouse.export(con, lake, tmp_path / "work")
+    finally:
+        con.close()
     assert _lake_equals_warehouse(cfg, tmp_path / "lake") == []
