@@ -302,6 +302,7 @@ def test_a_late_event_moves_an_order_into_the_merged_session_and_later_batches_l
                          "ORDER BY order_ts").fetchall() == [r[:4] for r in rows]
 
 
+@pytest.mark.slow        # seven warehouses (8 s): the full suite runs it, the fast subset does not
 def test_product_campaigns_and_users_add_up_across_batches_in_any_order_and_with_redelivery(tmp_path):
     """Both tables add a batch's new rows to what they hold (not the whole history): three
     batches in two orders, one of them re-delivering a purchase, equal one batch of everything."""
