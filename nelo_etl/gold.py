@@ -156,15 +156,22 @@ def gen_paths(cfg: Config) -> tuple[Path, Path]:
     return folder / GEN_NAMES[0], folder / GEN_NAMES[1]
 
 
+def live_gen(cfg: Config) -> int | None:
+    """Which generation (index into gen_paths) is ``analytics.duckdb`` now; None when none is
+    (none published yet, or an older version's file)."""
+    target = analytics_path(cfg)
+    return next((i for i, gen in enumerate(gen_paths(cfg)) if _same_file(gen, target)), None)
+
+
 def published_mark(cfg: Config, con: duckdb.DuckDBPyConnection) -> int | None:
     """The journal mark of the generation that is ``analytics.duckdb`` now (``publish_gens``);
-    None when no generation is it (none published yet, or an older version's file)."""
-    target = analytics_path(cfg)
-    live = next((gen for gen in gen_paths(cfg) if _same_file(gen, target)), None)
+    None when no generation is it."""
+    live = live_gen(cfg)
     if live is None:
         return None
     sql.run_script(con, sql.SQL_DIR / "ddl" / "publish_gens.sql")       # a warehouse made before it
-    row = con.execute("SELECT journal_id FROM publish_gens WHERE gen_name = $g", {"g": live.name}).fetchall()
+    row = con.execute("SELECT journal_id FROM publish_gens WHERE gen_name = $g",
+                      {"g": gen_paths(cfg)[live].name}).fetchall()
     return row[0][0] if row else None
 
 
@@ -261,7 +268,7 @@ def publish(cfg: Config, con: duckdb.DuckDBPyConnection, teams: bool | None = No
     clean_leftovers(cfg)
     target = analytics_path(cfg)
     gens = gen_paths(cfg)
-    live = next((i for i, gen in enumerate(gens) if _same_file(gen, target)), None)
+    live = live_gen(cfg)
     spare, donor = (gens[1 - live], gens[live]) if live is not None else (gens[0], gens[1])
     stats = update_generation(con, spare, donor, cfg.analytics_storage_version)
     pub = duckdb.connect(str(spare))

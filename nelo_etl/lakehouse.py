@@ -230,7 +230,8 @@ class ExportResult:
                 f"in {self.seconds:.2f} s")
 
 
-def _columns(con: duckdb.DuckDBPyConnection, name: str, exclude: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+def table_columns(con: duckdb.DuckDBPyConnection, name: str, exclude: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """A warehouse table's (column, type) in order, without ``exclude``."""
     return [c for c in con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t "
                                    "AND NOT internal ORDER BY column_index", {"t": name}).fetchall()
             if c[0] not in exclude]
@@ -240,7 +241,7 @@ def _export_select(con: duckdb.DuckDBPyConnection, t: LakeTable) -> str:
     """The table's columns as written: JSON as text, HUGEINT sums as BIGINT (Spark's types), money
     as LAKE_DECIMAL, and without the partition column (its value is in the folder name)."""
     out = []
-    for name, dtype in _columns(con, t.name, t.exclude):
+    for name, dtype in table_columns(con, t.name, t.exclude):
         if t.date_expr is not None and name == PARTITION:
             continue
         if dtype == "JSON":
@@ -352,13 +353,10 @@ def _write_partition(con: duckdb.DuckDBPyConnection, t: LakeTable, p: str, colum
     # COPY's target cannot be a bound parameter: the path (ours: lake root + uuid) is quoted
     target = str(local).replace("'", "''")
     cur = con.cursor()
-    try:
+    try:                        # the caller removes ``local`` whatever happens here
         cur.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{target}' "
                     "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)",
                     {"p": p} if "$p" in where else {}).fetchall()
-    except BaseException:
-        local.unlink(missing_ok=True)
-        raise
     finally:
         cur.close()
     return local
@@ -391,7 +389,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             if t.name not in existing:
                 continue
             held, mark, shape = _manifest(lake, t)
-            columns_now = [list(c) for c in _columns(con, t.name, t.exclude)]
+            columns_now = [list(c) for c in table_columns(con, t.name, t.exclude)]
             # a table whose columns changed (an upgrade rebuilt Silver in a new shape) is rewritten
             # whole: readers of a folder need one schema in every file. Its manifest keeps the old
             # columns until the last partition is written, so a crash leaves the rest still owed

@@ -83,10 +83,8 @@ def athena_ddl(con: duckdb.DuckDBPyConnection, lake_uri: str, database: str = "n
     for t in lakehouse.TABLES:
         if t.name not in existing:
             continue
-        cols = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t "
-                           "ORDER BY column_index", {"t": t.name}).fetchall()
-        body = [f"  {name} {_hive_type(dtype)}" for name, dtype in cols
-                if not (t.date_expr is not None and name == lakehouse.PARTITION) and name not in t.exclude]
+        body = [f"  {name} {_hive_type(dtype)}" for name, dtype in lakehouse.table_columns(con, t.name, t.exclude)
+                if not (t.date_expr is not None and name == lakehouse.PARTITION)]
         location = f"{lake_uri}/{t.folder}/"
         ddl = [f"CREATE EXTERNAL TABLE IF NOT EXISTS {database}.{t.name} (", ",\n".join(body), ")"]
         if t.date_expr is not None:
