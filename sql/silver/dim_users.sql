@@ -43,20 +43,15 @@ firsts AS (
     SELECT a.user_id,
            least(a.first_seen_ts, k.first_seen_ts)                   AS first_seen_ts,
            least(a.first_purchase_ts, k.first_purchase_ts)           AS first_purchase_ts,
+           least(n.first_installment_ts, k.first_installment_ts)     AS first_installment_ts,
            list_sort(list_distinct(list_concat(a.platforms, coalesce(k.platforms, [])))) AS platforms
-    FROM added AS a
-    LEFT JOIN known AS k USING (user_id)
-),
-installments AS (
-    SELECT a.user_id, least(n.first_installment_ts, k.first_installment_ts) AS first_installment_ts
     FROM added AS a
     LEFT JOIN added_installments AS n USING (user_id)
     LEFT JOIN known AS k USING (user_id)
 ),
 changes AS (
-    SELECT f.*, n.first_installment_ts, unnest([f.first_seen_ts, f.first_purchase_ts, n.first_installment_ts]) AS change_ts
+    SELECT f.*, unnest([f.first_seen_ts, f.first_purchase_ts, f.first_installment_ts]) AS change_ts
     FROM firsts AS f
-    LEFT JOIN installments AS n USING (user_id)
 ),
 versions AS (
     SELECT DISTINCT user_id, first_seen_ts, first_purchase_ts, first_installment_ts, platforms, change_ts
