@@ -22,12 +22,19 @@ help:
 	@echo "make dashboard - the dashboard of the demo's data: .demo/site/index.html (run make demo first)"
 	@echo "make test-airflow - load the Airflow DAG with Airflow's DagBag, in .venv-airflow (CI runs it too)"
 
+# the compiled parser (nelo_etl/_wirefast.c): built in place with the machine's C compiler
+NATIVE := nelo_etl/_wirefast$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+
 $(RUNTIME_STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(RUNTIME_STAMP)
 
-install: $(RUNTIME_STAMP)
+$(NATIVE): nelo_etl/_wirefast.c setup.py | $(RUNTIME_STAMP)
+	$(PY) setup.py --quiet build_ext --inplace
+	rm -rf build
+
+install: $(RUNTIME_STAMP) $(NATIVE)
 	mkdir -p logs work
 	@echo "installed: $(VENV) (runtime only); now put .env beside config.json (chmod 600) and the cron line (README)"
 
@@ -41,14 +48,14 @@ $(DUCK1_STAMP): requirements-duckdb1.txt
 	$(DUCK1)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-duckdb1.txt
 	touch $(DUCK1_STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(NATIVE)
 	$(PY) -m nelo_etl.demo
 
-test: $(STAMP) $(DUCK1_STAMP)
+test: $(STAMP) $(DUCK1_STAMP) $(NATIVE)
 	$(PY) -m pytest -q
 
 # the fast subset (no subprocess runs, servers, browsers or Spark): about a minute
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(NATIVE)
 	$(PY) -m pytest -q -m "not slow"
 
 # The Airflow DAG loaded by Airflow's DagBag, in its own environment (Airflow pins its own tree).
@@ -58,7 +65,7 @@ test-airflow:
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check apache-airflow==3.3.2 pytest==9.2.0
 	AIRFLOW_HOME=$(CURDIR)/$(AIRFLOW_VENV)/home PYTHONPATH=. $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_orchestration.py
 
-bench: $(STAMP)
+bench: $(STAMP) $(NATIVE)
 	$(PY) -m bench
 
 # The dashboard's browser test needs a headless Chromium. Idempotent: does nothing when one is there.
@@ -70,8 +77,8 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
 
-dashboard: $(STAMP)
+dashboard: $(STAMP) $(NATIVE)
 	$(PY) gold_transforms.py --config .demo/config.json --report --format html --out .demo/site
 
 clean:
-	rm -rf $(VENV) $(DUCK1) $(AIRFLOW_VENV) .demo .pytest_cache
+	rm -rf $(VENV) $(DUCK1) $(AIRFLOW_VENV) .demo .pytest_cache build $(NATIVE)

@@ -1,4 +1,4 @@
-"""Benchmark: the two staging parsers on one simulated batch file (issue: measure both, keep the faster).
+"""Benchmark: the two staging parsers on one simulated batch file (the compiled one and the contract parser).
 
     python -m bench.parsers --events 1000000
 
@@ -20,7 +20,7 @@ from nelo_etl.config import ROOT, load_config
 from nelo_etl.simulate import SimConfig, Simulator, write_batches
 import duckdb
 
-from nelo_etl.staging import create_parse_tables, parse_with_duckdb, parse_with_python
+from nelo_etl.staging import create_parse_tables, parse_with_native, parse_with_python
 
 
 def workspace(base: Path) -> Path:
@@ -35,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--parsers", nargs="+", default=["python", "duckdb"], choices=["python", "duckdb"])
+    parser.add_argument("--parsers", nargs="+", default=["python", "native"], choices=["python", "native"])
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="nelo-bench-"))
     try:
@@ -61,7 +61,7 @@ def main() -> None:
                 t = time.perf_counter()
                 create_parse_tables(con)
                 fallback = parse_with_python(con, cfg, Path(batch), dead) if name == "python" else \
-                    parse_with_duckdb(con, cfg, Path(batch), dead)
+                    parse_with_native(con, cfg, Path(batch), dead)
                 rows = con.execute("SELECT count(DISTINCT line_number) FROM parsed_items").fetchall()[0][0]
                 times.append(time.perf_counter() - t)
                 con.close()
@@ -70,7 +70,7 @@ def main() -> None:
                   f"{args.events / medians[name]:,.0f} events/s, {len(messages) / medians[name]:,.0f} messages/s "
                   f"({rows} lines parsed, {len(dead)} rejected, lines left to Python: {fallback if fallback is not None else 'all'})")
         if len(medians) == 2:
-            print(f"time ratio python/duckdb: {medians['python'] / medians['duckdb']:.2f}")
+            print(f"time ratio python/native: {medians['python'] / medians['native']:.2f}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

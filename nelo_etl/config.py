@@ -112,8 +112,8 @@ class Settings(BaseModel):
     queue: QueueSettings = Field(default_factory=QueueSettings, description="the SQS queue (nested object)")
     message_cache_ttl_seconds: int = Field(
         14 * 24 * 3600, ge=0, description="how long a MessageId is remembered as written (the queue's retention)")
-    parser: Literal["python", "duckdb"] = Field(
-        "duckdb", description="how staging parses batch files: DuckDB SQL, which leaves the lines it cannot vouch for to the Python contract parser, or the Python contract parser alone (same rows; see README)")
+    parser: Literal["native", "python"] = Field(
+        "native", description="how staging parses batch files: the compiled single pass (nelo_etl/_wirefast.c), which leaves the lines it cannot vouch for to the Python contract parser, or the Python contract parser alone (same rows; see README). \"duckdb\", the SQL parser it replaced, is read as \"native\"")
     duckdb_memory_limit: str = Field(
         "1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="DuckDB's memory limit for the job; beyond it DuckDB spills to <database>.tmp/")
@@ -140,6 +140,12 @@ class Settings(BaseModel):
     teams: dict[str, TeamSettings] = Field(
         default_factory=lambda: {k: TeamSettings(**v) for k, v in DEFAULT_TEAMS.items()},
         description="per team, the Gold views of its own read-only file warehouse/team_<name>.duckdb, and its group")
+
+    @field_validator("parser", mode="before")
+    @classmethod
+    def _retired_parser(cls, value: Any) -> Any:
+        # the SQL parser was replaced by the compiled one: an old config.json keeps working
+        return "native" if value == "duckdb" else value
 
     @field_validator("analysts_group")
     @classmethod

@@ -142,7 +142,7 @@ def test_config_values_are_bound_never_formatted_into_sql(project):
     body = json.loads(json.loads(lines[0])["Body"])
     body["items"] = body["items"].replace("NELO_XP_CHECKOUT_B", hostile + "X_B")
     line = json.dumps({"MessageId": "h1", "Attributes": {"SentTimestamp": "1760716660002"}, "Body": json.dumps(body)})
-    for parser in ("python", "duckdb"):
+    for parser in ("python", "native"):
         write_config(project, parser=parser)
         (project / "staging" / f"processing_batch_20251017T00000{0 if parser == 'python' else 1}_h.jsonl").write_text(
             "\n".join(lines + [line]) + "\n")

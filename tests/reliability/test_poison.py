@@ -47,7 +47,7 @@ def ledger_adds_up(project: Path) -> list[tuple]:
     return rows
 
 
-@pytest.mark.parametrize("parser", ["duckdb", "python"])
+@pytest.mark.parametrize("parser", ["native", "python"])
 def test_out_of_range_money_costs_only_its_own_message(project, parser):
     write_config(project, parser=parser)
     ts = 1760716900000000
@@ -153,14 +153,14 @@ def test_an_exception_without_a_message_is_one_line_and_later_files_load(project
     second = project / "staging" / "processing_batch_20251020T000001_b.jsonl"
     first.write_text(LINES[0] + "\n")
     second.write_text(LINES[1] + "\n")
-    real = staging.parse_with_duckdb
+    real = staging.parse_with_native
 
     def fail_first(con, cfg_, path, dead):
         if path.name == first.name:
             raise RuntimeError()
         return real(con, cfg_, path, dead)
 
-    monkeypatch.setattr(staging, "parse_with_duckdb", fail_first)
+    monkeypatch.setattr(staging, "parse_with_native", fail_first)
     a, b = staging.process_files(cfg, staging.staging_files(cfg), refresh_gold=False).files
     assert a.status == "failed" and a.error == "RuntimeError: (no message)"
     assert b.status == "committed" and b.loaded_events == 1
@@ -168,7 +168,7 @@ def test_an_exception_without_a_message_is_one_line_and_later_files_load(project
         [(first.name, "failed"), (second.name, "committed")]
 
 
-@pytest.mark.parametrize("parser", ["duckdb", "python"])
+@pytest.mark.parametrize("parser", ["native", "python"])
 def test_sqs_attributes_out_of_range_and_lone_surrogates_cost_nothing(project, parser):
     """Before: an int64/int32 overflow in SentTimestamp or ApproximateReceiveCount, or a lone
     surrogate (JSON "\\udcff") in the MessageId, replay_timestamp or an extra field, failed the
@@ -190,3 +190,20 @@ def test_sqs_attributes_out_of_range_and_lone_surrogates_cost_nothing(project, p
                           "ORDER BY user_id") == [("a0", True, 1), ("a1", False, None), ("b", False, 1),
                                                   ("c", False, 1), ("d", False, 1)]
     assert query(project, "SELECT count(*) FROM dead_letter_messages") == [(0,)]
+
+
+@pytest.mark.parametrize("parser", ["native", "python"])
+def test_a_lone_low_surrogate_escape_in_a_rejected_body_costs_only_its_own_message(project, parser):
+    """Found by the parsers' mutation test: a Body holding the JSON escape \\ude00 (a lone
+    surrogate that stands for no invalid byte) is rejected as invalid_utf8, and turning its raw
+    text into storable text raised UnicodeEncodeError, so the whole file failed on every run."""
+    write_config(project, parser=parser)
+    bad = '{"MessageId": "lone-low", "Attributes": {"SentTimestamp": "1760716660002"}, "Body": "{\\"x\\": \\"\\ude00\\"}"}'
+    (project / "staging" / NAME).write_text("\n".join(good_lines() + [bad]) + "\n", encoding="utf-8")
+    out = run_ps(project)
+    assert out.returncode == 0, out.stderr
+    assert query(project, "SELECT message_id, reason, raw_body FROM dead_letter_messages") == \
+        [("lone-low", "invalid_utf8", '{"x": "\ufffd\ufffd\ufffd"}')]
+    ledger_adds_up(project)
+    dead = (project / "dead_letter" / NAME).read_text(encoding="ascii")
+    assert json.loads(dead)["Body"] == '{"x": "\ude00"}'            # the dead-letter file keeps it exactly
