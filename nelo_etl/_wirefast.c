@@ -79,7 +79,7 @@ enum {
     C_T0, /* 19 text keys */
     C_M0 = C_T0 + 19, /* 6 money keys, sorted */
     C_QTY = C_M0 + 6, C_STOCK, C_CODES, C_CAMPAIGNS, C_ARMS, C_DISCOUNT, C_TOTAL, C_INST,
-    C_INSTPRICE, C_EXTRA, C_EXTRAFIELDS, C_RAW, NCOLS
+    C_INSTPRICE, C_EXTRA, C_EXTRAFIELDS, NCOLS
 };
 
 static const char *TEXT_NAMES[19] = {
@@ -147,7 +147,6 @@ static void parser_init(Parser *P) {
     col_init(&P->cols[C_INSTPRICE], "installment_price", K_DEC);
     col_init(&P->cols[C_EXTRA], "item_params_extra", K_MAP);
     col_init(&P->cols[C_EXTRAFIELDS], "extra_fields", K_STR);
-    col_init(&P->cols[C_RAW], "raw_body", K_STR);
 }
 
 static void parser_free(Parser *P) {
@@ -814,7 +813,7 @@ static int put_codes(Parser *P, Slice raw) {
 /* The event-level values of one line, the same on each of its item rows. */
 typedef struct {
     int32_t line;
-    Slice msg, user, name, plat, replay, raw;
+    Slice msg, user, name, plat, replay;
     int sent_valid, count_valid;
     int64_t sent, ts;
     int32_t count;
@@ -822,7 +821,7 @@ typedef struct {
     int32_t item_count;
 } Event;
 
-static void put_event(Parser *P, const Event *ev, int32_t item_index, int first) {
+static void put_event(Parser *P, const Event *ev, int32_t item_index) {
     put_i32(P, C_LINE, 1, ev->line);
     put_str(P, C_MSG, ev->msg.p, ev->msg.n);
     put_i64(P, C_SENT, ev->sent_valid, ev->sent);
@@ -836,7 +835,6 @@ static void put_event(Parser *P, const Event *ev, int32_t item_index, int first)
     put_i32(P, C_ITEMCOUNT, 1, ev->item_count);
     put_i32(P, C_ITEMINDEX, item_index >= 0, item_index);
     put_str(P, C_EXTRAFIELDS, NULL, 0);
-    put_str(P, C_RAW, first ? ev->raw.p : NULL, ev->raw.n);
     P->rows++;
 }
 
@@ -1049,7 +1047,6 @@ static int parse_line(Parser *P, int32_t number, const char *p, const char *e) {
     }
     const char *S = P->strs.p;
     ev.msg = (Slice){P->msg.p + env[E_MSG].off, env[E_MSG].len, 1};
-    ev.raw = (Slice){body, body_len, 1};
     ev.user = (Slice){S + b[B_USER].off, b[B_USER].len, 1};
     ev.name = (Slice){S + b[B_NAME].off, b[B_NAME].len, 1};
     ev.plat = (Slice){S + b[B_PLAT].off, b[B_PLAT].len, 1};
@@ -1099,14 +1096,14 @@ static int parse_line(Parser *P, int32_t number, const char *p, const char *e) {
     }
     ev.item_count = count;
     if (count == 0) {
-        put_event(P, &ev, -1, 1);
+        put_event(P, &ev, -1);
         put_null_item(P);
         return P->oom ? -1 : 0;
     }
     /* the spans live in P->key, which the item parse does not touch */
     for (int i = 0; i < count; i++) {
         const char **span = (const char **)(P->key.p + i * 2 * sizeof(char *));
-        put_event(P, &ev, i, i == 0);
+        put_event(P, &ev, i);
         if (put_item(P, span[0], span[1])) return -1;
     }
     return P->oom ? -1 : 0;
@@ -1215,12 +1212,6 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
     Parser *P = malloc(sizeof *P);
     if (!P) { PyBuffer_Release(&data); return PyErr_NoMemory(); }
     parser_init(P);
-    /* about one row per kilobyte and the bodies as big as the data: sized once, not regrown */
-    if (buf_reserve(&P->cols[C_RAW].b[2], (size_t)data.len) ||
-        buf_reserve(&P->cols[C_RAW].b[1], (size_t)data.len / 256 + 64) ||
-        buf_reserve(&P->cols[C_RAW].b[0], (size_t)data.len / 1024 + 64)) {
-        parser_free(P); free(P); PyBuffer_Release(&data); return PyErr_NoMemory();
-    }
     P->pattern = pattern;
     P->pattern_len = (size_t)pattern_len;
     Py_BEGIN_ALLOW_THREADS

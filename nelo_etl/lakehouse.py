@@ -63,8 +63,6 @@ class LakeTable:
     name: str
     layer: str
     date_expr: str | None
-    #: columns the lake leaves out
-    exclude: tuple[str, ...] = ()
 
     @property
     def folder(self) -> str:
@@ -85,11 +83,7 @@ _DATES = {
     "silver_event_list_attribution": "CAST(event_ts AS DATE)",
 }
 
-#: The staged events without their raw JSON bodies: nothing downstream reads them (Spark builds
-#: Silver from the parsed columns), the immutable batch files in archive/ keep every byte, and
-#: they were most of the lake's bytes and of each batch's export time (a day's partition of
-#: stg_events at 5M: 0.73-0.95 s with them, 0.33-0.37 s without; bench/RESULTS.md).
-TABLES: list[LakeTable] = [LakeTable("stg_events", "staging", "CAST(event_ts AS DATE)", ("raw_body",))] + [
+TABLES: list[LakeTable] = [LakeTable("stg_events", "staging", "CAST(event_ts AS DATE)")] + [
     LakeTable(m.name, "silver", _DATES.get(m.name)) for m in silver.MODELS]
 
 
@@ -230,18 +224,17 @@ class ExportResult:
                 f"in {self.seconds:.2f} s")
 
 
-def table_columns(con: duckdb.DuckDBPyConnection, name: str, exclude: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """A warehouse table's (column, type) in order, without ``exclude``."""
-    return [c for c in con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t "
-                                   "AND NOT internal ORDER BY column_index", {"t": name}).fetchall()
-            if c[0] not in exclude]
+def table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]]:
+    """A warehouse table's (column, type) in order."""
+    return con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t "
+                       "AND NOT internal ORDER BY column_index", {"t": name}).fetchall()
 
 
 def _export_select(con: duckdb.DuckDBPyConnection, t: LakeTable) -> str:
     """The table's columns as written: JSON as text, HUGEINT sums as BIGINT (Spark's types), money
     as LAKE_DECIMAL, and without the partition column (its value is in the folder name)."""
     out = []
-    for name, dtype in table_columns(con, t.name, t.exclude):
+    for name, dtype in table_columns(con, t.name):
         if t.date_expr is not None and name == PARTITION:
             continue
         if dtype == "JSON":
@@ -263,9 +256,7 @@ def fingerprints(con: duckdb.DuckDBPyConnection, t: LakeTable, since: dt.date | 
     the partitions from ``since`` on when given."""
     part = f"CAST({t.date_expr} AS VARCHAR)" if t.date_expr else "'*'"
     where = f"WHERE {t.date_expr} >= $since{_range(t, '>=')}" if since is not None and t.date_expr else ""
-    # what the lake leaves out is not hashed either (the raw bodies were most of the bytes read)
-    source = f"(SELECT * EXCLUDE ({', '.join(t.exclude)}) FROM {t.name})" if t.exclude else t.name
-    rows = con.execute(f"SELECT {part} AS p, count(*), sum(hash(x)) FROM {source} AS x {where} GROUP BY ALL",
+    rows = con.execute(f"SELECT {part} AS p, count(*), sum(hash(x)) FROM {t.name} AS x {where} GROUP BY ALL",
                        {"since": since} if where else {}).fetchall()
     return {p if p is not None else "__null__": f"{n}:{h}" for p, n, h in rows}
 
@@ -389,7 +380,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             if t.name not in existing:
                 continue
             held, mark, shape = _manifest(lake, t)
-            columns_now = [list(c) for c in table_columns(con, t.name, t.exclude)]
+            columns_now = [list(c) for c in table_columns(con, t.name)]
             # a table whose columns changed (an upgrade rebuilt Silver in a new shape) is rewritten
             # whole: readers of a folder need one schema in every file. Its manifest keeps the old
             # columns until the last partition is written, so a crash leaves the rest still owed

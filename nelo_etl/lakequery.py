@@ -83,7 +83,7 @@ def athena_ddl(con: duckdb.DuckDBPyConnection, lake_uri: str, database: str = "n
     for t in lakehouse.TABLES:
         if t.name not in existing:
             continue
-        body = [f"  {name} {_hive_type(dtype)}" for name, dtype in lakehouse.table_columns(con, t.name, t.exclude)
+        body = [f"  {name} {_hive_type(dtype)}" for name, dtype in lakehouse.table_columns(con, t.name)
                 if not (t.date_expr is not None and name == lakehouse.PARTITION)]
         location = f"{lake_uri}/{t.folder}/"
         ddl = [f"CREATE EXTERNAL TABLE IF NOT EXISTS {database}.{t.name} (", ",\n".join(body), ")"]

@@ -54,7 +54,6 @@ PARSED_SCHEMA = pa.schema([
     ("experiment_arms", pa.list_(_ARM)), ("discount_value", MONEY), ("total_price", MONEY),
     ("installments", pa.int64()), ("installment_price", MONEY),
     ("item_params_extra", pa.map_(pa.string(), pa.string())), ("extra_fields", pa.string()),
-    ("raw_body", pa.string()),
 ])
 REJECTED_SCHEMA = pa.schema([
     ("line_number", pa.int32()), ("message_id", pa.string()), ("reason", pa.string()),
@@ -143,7 +142,6 @@ class _Columns:
             c["replay_timestamp"].append(replay)
             c["item_count"].append(len(event.items))
             c["extra_fields"].append(extra)
-            c["raw_body"].append(env.body if i == 0 else None)
             if item is None:
                 c["item_index"].append(None)
                 for key in _ITEM_COLUMNS:
@@ -707,16 +705,28 @@ def _isolate(con: Any, load: _Load, first_error: BaseException) -> dict[int, tup
 
 
 def _exclude(con: Any, load: _Load, bad: dict[int, tuple[str, str]]) -> None:
-    """Move the isolated lines from parsed_items to the rejected lines, with their reasons."""
+    """Move the isolated lines from parsed_items to the rejected lines, with their reasons and
+    their bodies as the file holds them (parsed rows carry no body)."""
+    bodies = _bodies_of(load.path, set(bad))
     for number, (reason, detail) in sorted(bad.items()):
-        row = con.execute(
-            "SELECT any_value(message_id), max(raw_body) FROM parsed_items WHERE line_number = $n",
-            {"n": number}).fetchall()[0]
+        message_id = con.execute("SELECT any_value(message_id) FROM parsed_items WHERE line_number = $n",
+                                 {"n": number}).fetchall()[0][0]
+        body = bodies.get(number)
         con.execute("INSERT INTO rejected_lines VALUES ($n, $m, $r, $d, $b)",
-                    {"n": number, "m": row[0], "r": reason, "d": detail, "b": row[1]}).fetchall()
+                    {"n": number, "m": message_id, "r": reason, "d": detail,
+                     "b": None if body is None else _db_text(body)}).fetchall()
         con.execute("DELETE FROM parsed_items WHERE line_number = $n", {"n": number}).fetchall()
-        load.dead_letters.append({"MessageId": row[0], "line_number": number, "reason": reason,
-                                  "detail": detail, "Body": row[1]})
+        load.dead_letters.append({"MessageId": message_id, "line_number": number, "reason": reason,
+                                  "detail": detail, "Body": body})
+
+
+def _bodies_of(path: Path, numbers: set[int]) -> dict[int, str]:
+    """The Body of each of these lines of a batch file (their lines parsed before, so each has one)."""
+    bodies = {}
+    for number, line in wire.iter_batch_lines(str(path)):
+        if number in numbers:
+            bodies[number] = wire.parse_envelope(line).body
+    return bodies
 
 
 def create_parse_tables(con: Any) -> None:

@@ -30,10 +30,11 @@ from .db import connect, ensure_schema, transaction
 
 log = logging.getLogger("nelo_etl.upgrade")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 NOTES = {1: "versioned; Silver rebuilt with recomputed_from_ts and the current shapes",
          2: "money DECIMAL(18, 6) from staging on (out-of-range values dead-lettered); Silver rebuilt",
-         3: "fct_orders loaded from the session in force (recomputed_from_ts); Silver rebuilt"}
+         3: "fct_orders loaded from the session in force (recomputed_from_ts); Silver rebuilt",
+         4: "stg_events without raw_body (archive/<source_file> keeps each line)"}
 #: stg_events' money columns: DOUBLE before version 2, DECIMAL(18, 6) since.
 MONEY_COLUMNS = ("price_in_usd", "price", "item_revenue_in_usd", "item_revenue", "item_refund_in_usd",
                  "item_refund", "discount_value", "total_price", "installment_price")
@@ -95,10 +96,24 @@ def upgrade(con: Any, cfg: Config) -> bool:
     """Steps 1 and 2 (the caller holds the transaction); True when Silver was rebuilt."""
     add_missing_columns(con)
     money_to_decimal(con)
+    drop_raw_bodies(con)
     if silver_shapes_current(con, cfg):
         return False
     rebuild_silver(con, cfg)
     sql.run_checks(con, silver.model_params(cfg, {"load_id": None, "batch_id": None}))
+    return True
+
+
+def drop_raw_bodies(con: Any) -> bool:
+    """Version 4: stg_events keeps no copy of each body. The immutable batch file in archive/
+    keeps the line (``source_file``, ``line_number``), every byte of it; the copy was half of the
+    warehouse's bytes and of each load's staging time. Runs after money_to_decimal, whose
+    dead letters take their bodies from it. True when the column was dropped."""
+    columns = {c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() "
+                                         "WHERE table_name = 'stg_events' AND NOT internal").fetchall()}
+    if "raw_body" not in columns:
+        return False
+    con.execute("ALTER TABLE stg_events DROP COLUMN raw_body").fetchall()
     return True
 
 

@@ -40,10 +40,9 @@ def rows(con: duckdb.DuckDBPyConnection, relation_sql: str, columns: list[str]) 
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, name: str, drop_metadata: bool = True) -> list[str]:
-    """The columns the lake holds of a warehouse table (what the lake leaves out, aside)."""
-    left_out = next((t.exclude for t in lakehouse.TABLES if t.name == name), ())
+    """The columns the lake holds of a warehouse table."""
     return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {name}").fetchall()
-            if not (drop_metadata and r[0] in LOAD_METADATA) and r[0] not in left_out]
+            if not (drop_metadata and r[0] in LOAD_METADATA)]
 
 
 def lake_relation(root: str, folder: str, partitioned: bool) -> str:

@@ -248,24 +248,3 @@ def test_the_export_checks_only_the_partitions_new_loads_can_change(project, tmp
         con.close()
     assert again.checked == {} and again.written == {}     # nothing loaded since: nothing read
     assert full.written == {} and full.checked["stg_events"] > run.lake.checked["stg_events"]
-
-
-def test_the_lake_holds_the_staged_events_without_their_raw_bodies(tmp_path):
-    """raw_body stays in the warehouse and the archive: the lake's copy was most of its bytes."""
-    from nelo_etl.simulate import SimConfig, Simulator, write_batches
-    from .silver_helpers import load, make_project
-
-    cfg = make_project(tmp_path / "p")
-    (path,) = write_batches(Simulator(SimConfig.chaos(events=200, seed=5)).messages(), str(tmp_path), 1)
-    load(cfg, [Path(path)])
-    lake = lakehouse.open_lake(str(tmp_path / "lake"))
-    con = duckdb.connect(str(cfg.database_path), read_only=True)
-    try:
-        lakehouse.export(con, lake, tmp_path / "work")
-        staged = con.execute("SELECT count(*) FROM stg_events").fetchall()[0][0]
-        files = f"{tmp_path}/lake/staging/stg_events/*/*.parquet"
-        names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{files}')").fetchall()]
-        assert "raw_body" not in names and "event_id" in names and "price" in names
-        assert con.execute(f"SELECT count(*) FROM read_parquet('{files}')").fetchall()[0][0] == staged > 0
-    finally:
-        con.close()

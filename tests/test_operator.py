@@ -425,6 +425,8 @@ def test_a_release_warehouse_is_upgraded_at_start_in_one_go(project, release_war
     con = duckdb.connect(str(project / "warehouse" / "nelo.duckdb"), read_only=True)
     try:
         assert con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] == SCHEMA_VERSION
+        assert con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'stg_events' "
+                           "AND column_name = 'raw_body'").fetchall() == [(0,)]       # version 4
     finally:
         con.close()
     again = script("process_staging.py", project)
@@ -537,3 +539,35 @@ def test_release_money_out_of_the_new_range_is_dead_lettered_by_the_upgrade(proj
         con.close()
     report = script("gold_transforms.py", project, "--report")
     assert report.returncode == 0, report.stderr
+
+
+def test_a_version_3_warehouse_loses_only_its_raw_bodies(project):
+    """Version 4 drops stg_events.raw_body (the archive keeps each line) without rebuilding Silver;
+    the staged rows, Silver and the next load are as a version 4 warehouse's."""
+    copy_samples(project / "staging")
+    assert script("process_staging.py", project).returncode == 0
+    db = project / "warehouse" / "nelo.duckdb"
+    con = duckdb.connect(str(db))
+    try:
+        before = con.execute("SELECT * FROM stg_events ORDER BY event_id, item_index").fetchall()
+        silver_before = con.execute("SELECT * FROM fct_events ORDER BY event_id").fetchall()
+        con.execute("ALTER TABLE stg_events ADD COLUMN raw_body VARCHAR").fetchall()
+        con.execute("UPDATE stg_events SET raw_body = '{}'").fetchall()
+        con.execute("DELETE FROM schema_version").fetchall()
+        con.execute("INSERT INTO schema_version VALUES (3, now()::TIMESTAMP, 'v3')").fetchall()
+    finally:
+        con.close()
+    extra = _extra_batch(project)
+    out = script("process_staging.py", project)
+    assert out.returncode == 0, out.stderr
+    log = (project / "logs" / "process_staging.log").read_text()
+    assert f"from schema version 3 to {SCHEMA_VERSION}" in log and "shapes already current" in log
+    assert extra.name in out.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT * FROM stg_events WHERE source_file <> $f ORDER BY event_id, item_index",
+                           {"f": extra.name}).fetchall() == before
+        assert con.execute("SELECT * FROM fct_events WHERE event_id IN (SELECT event_id FROM stg_events "
+                           "WHERE source_file <> $f) ORDER BY event_id", {"f": extra.name}).fetchall() == silver_before
+    finally:
+        con.close()

@@ -3,6 +3,7 @@
 --        null item_index.
 -- Key: (event_id, item_index).
 -- Loaded: append-only, by process_staging.py from sql/staging/stg_events.sql.
+-- The message as received: line line_number of archive/<source_file> (immutable).
 CREATE TABLE IF NOT EXISTS stg_events (
     load_id             BIGINT    NOT NULL,  -- the etl_batches load that staged the row
     batch_id            VARCHAR   NOT NULL,  -- the batch file (name without .jsonl) that first carried the event
@@ -55,6 +56,6 @@ CREATE TABLE IF NOT EXISTS stg_events (
     installments        BIGINT,              -- number_of_installments param
     installment_price   DECIMAL(18, 6),
     item_params_extra   MAP(VARCHAR, VARCHAR), -- params without a column (_el, error_value, ...), raw
-    extra_fields        JSON,                -- unknown body fields, raw
-    raw_body            VARCHAR              -- the body as received; on the event's first row only
+    extra_fields        JSON                 -- unknown body fields, raw
+    -- no raw body (since schema version 4): archive/<source_file> keeps the line, every byte
 );

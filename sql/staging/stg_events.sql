@@ -48,7 +48,6 @@ SELECT
     p.discount_codes, p.campaign_codes, p.experiment_arms,
     p.discount_value, p.total_price, p.installments, p.installment_price,
     p.item_params_extra,
-    p.extra_fields::JSON                                AS extra_fields,
-    p.raw_body
+    p.extra_fields::JSON                                AS extra_fields
 FROM parsed_items AS p
 JOIN new_events AS n USING (event_id, line_number)
