@@ -52,6 +52,9 @@ static int buf_put(Buf *b, const void *s, size_t n) {
 
 static void buf_free(Buf *b) { free(b->p); b->p = NULL; b->n = b->cap = 0; }
 
+/* Extra body fields as the contract parser stores them: json.dumps(extra, ensure_ascii=False). */
+typedef struct { Buf json, seen, tmp; int count; } Extras;
+
 /* ---------------------------------------------------------------------------------------- */
 /* columns: each is a set of Bufs; a line that is declined rolls every Buf back to its mark */
 
@@ -108,6 +111,7 @@ typedef struct {
     int oom;
     /* scratch */
     Buf msg, body, strs, key, codes;
+    Extras extras;
     /* declined lines: (line number, start offset, end offset) as int64 triples */
     Buf declined;
     const char *pattern;
@@ -154,6 +158,7 @@ static void parser_free(Parser *P) {
         for (int j = 0; j < MAXBUF; j++) buf_free(&P->cols[i].b[j]);
     buf_free(&P->msg); buf_free(&P->body); buf_free(&P->strs); buf_free(&P->key);
     buf_free(&P->codes); buf_free(&P->declined);
+    buf_free(&P->extras.json); buf_free(&P->extras.seen); buf_free(&P->extras.tmp);
 }
 
 typedef struct { size_t n[NCOLS][MAXBUF]; size_t rows; } Mark;
@@ -411,8 +416,67 @@ static const char *json_value(const char *p, const char *e, Buf *out, Val *v) {
     return p;
 }
 
-/* Walks an object's members: calls on_key(key, keylen) to learn which slot (or -1: skip). */
+/* Walks an object's members: calls on_key(key, keylen) to learn which slot (-1: skip it,
+ * -2: decline the line, -3: an extra body field, rendered into the Extras given as ctx). */
 typedef int (*slot_fn)(const char *k, size_t n, void *ctx);
+
+
+static int dump_str(Buf *out, const char *s, size_t n) {   /* json.dumps of a str, ensure_ascii=False */
+    if (buf_put(out, "\"", 1)) return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        char u[7];
+        switch (c) {
+            case '"': esc = "\\\""; break;
+            case '\\': esc = "\\\\"; break;
+            case '\n': esc = "\\n"; break;
+            case '\r': esc = "\\r"; break;
+            case '\t': esc = "\\t"; break;
+            case '\b': esc = "\\b"; break;
+            case '\f': esc = "\\f"; break;
+            default:
+                if (c < 0x20) { snprintf(u, sizeof u, "\\u%04x", c); esc = u; }
+        }
+        if (esc ? buf_put(out, esc, strlen(esc)) : buf_put(out, &s[i], 1)) return -1;
+    }
+    return buf_put(out, "\"", 1);
+}
+
+/* One extra member: a string, a whole number or a literal (what Python writes back the same);
+ * anything else (a float, an object, an array) or a repeated key declines the line. */
+static const char *extra_member(Extras *x, const char *k, size_t kn, const char *p, const char *e) {
+    for (size_t at = 0; at < x->seen.n;) {
+        uint32_t len;
+        memcpy(&len, x->seen.p + at, 4);
+        if (len == kn && !memcmp(x->seen.p + at + 4, k, kn)) return NULL;
+        at += 4 + len;
+    }
+    uint32_t kl = (uint32_t)kn;
+    if (buf_put(&x->seen, &kl, 4) || buf_put(&x->seen, k, kn)) return NULL;
+    int first = x->count++ == 0;
+    if (buf_put(&x->json, first ? "{" : ", ", first ? 1 : 2) || dump_str(&x->json, k, kn) ||
+        buf_put(&x->json, ": ", 2)) return NULL;
+    p = ws(p, e);
+    if (p >= e) return NULL;
+    const char *q;
+    if (*p == '"') {
+        x->tmp.n = 0;
+        q = json_string(p, e, &x->tmp);
+        if (!q || dump_str(&x->json, x->tmp.p ? x->tmp.p : "", x->tmp.n)) return NULL;
+        return q;
+    }
+    if (*p == 't' || *p == 'f' || *p == 'n') {
+        q = json_skip(p, e, 0);
+    } else {
+        int is_int;
+        q = json_number(p, e, &is_int);
+        /* Python reads "-0" as 0, and more than 4300 digits not at all */
+        if (!q || !is_int || q - p > 18 || (q - p == 2 && p[0] == '-' && p[1] == '0')) return NULL;
+    }
+    if (!q || buf_put(&x->json, p, (size_t)(q - p))) return NULL;
+    return q;
+}
 
 static const char *json_object(const char *p, const char *e, Buf *keys, Buf *out, Val *slots,
                                slot_fn which, void *ctx) {
@@ -429,7 +493,9 @@ static const char *json_object(const char *p, const char *e, Buf *keys, Buf *out
         p++;
         int slot = which(keys->p ? keys->p : "", keys->n, ctx);
         if (slot == -2) return NULL;                   /* a key this parser declines */
-        if (slot >= 0) {
+        if (slot == -3) {
+            p = extra_member((Extras *)ctx, keys->p ? keys->p : "", keys->n, p, e);
+        } else if (slot >= 0) {
             if (slots[slot].type != V_ABSENT) return NULL;   /* a repeated key: Python keeps the last */
             p = json_value(p, e, out, &slots[slot]);
         } else {
@@ -470,7 +536,7 @@ static int body_slot(const char *k, size_t n, void *ctx) {
     if (key_is(k, n, "platform")) return B_PLAT;
     if (key_is(k, n, "items")) return B_ITEMS;
     if (key_is(k, n, "replay_timestamp")) return B_REPLAY;
-    return -2;   /* an extra field: kept raw in extra_fields by the contract parser */
+    return -3;   /* an extra field: kept in extra_fields */
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -813,7 +879,7 @@ static int put_codes(Parser *P, Slice raw) {
 /* The event-level values of one line, the same on each of its item rows. */
 typedef struct {
     int32_t line;
-    Slice msg, user, name, plat, replay;
+    Slice msg, user, name, plat, replay, extra;
     int sent_valid, count_valid;
     int64_t sent, ts;
     int32_t count;
@@ -834,7 +900,7 @@ static void put_event(Parser *P, const Event *ev, int32_t item_index) {
     put_str(P, C_REPLAY, ev->replay.present ? ev->replay.p : NULL, ev->replay.n);
     put_i32(P, C_ITEMCOUNT, 1, ev->item_count);
     put_i32(P, C_ITEMINDEX, item_index >= 0, item_index);
-    put_str(P, C_EXTRAFIELDS, NULL, 0);
+    put_str(P, C_EXTRAFIELDS, ev->extra.present ? ev->extra.p : NULL, ev->extra.n);
     P->rows++;
 }
 
@@ -1032,7 +1098,9 @@ static int parse_line(Parser *P, int32_t number, const char *p, const char *e) {
     const char *body = P->msg.p + env[E_BODY].off;
     size_t body_len = env[E_BODY].len;
     Val b[B_N] = {{0}};
-    q = json_object(body, body + body_len, &P->key, &P->strs, b, body_slot, NULL);
+    P->extras.json.n = P->extras.seen.n = 0;
+    P->extras.count = 0;
+    q = json_object(body, body + body_len, &P->key, &P->strs, b, body_slot, &P->extras);
     if (!q || ws(q, body + body_len) != body + body_len) return -1;
     for (int i = 0; i < B_REPLAY; i++) if (b[i].type == V_ABSENT || b[i].type == V_NULL) return -1;
     if (b[B_TS].type != V_INT) return -1;
@@ -1044,6 +1112,10 @@ static int parse_line(Parser *P, int32_t number, const char *p, const char *e) {
         if (parse_int64(t, n, &ev.ts)) return -1;
         if (!(ev.ts >= MIN_EVENT_TS_US && ev.ts < MAX_EVENT_TS_US)) return -1;
         if (ev.sent_valid && ev.ts > ev.sent * 1000 + MAX_FUTURE_SKEW_US) return -1;
+    }
+    if (P->extras.count) {
+        if (buf_put(&P->extras.json, "}", 1)) { P->oom = 1; return -1; }
+        ev.extra = (Slice){P->extras.json.p, P->extras.json.n, 1};
     }
     const char *S = P->strs.p;
     ev.msg = (Slice){P->msg.p + env[E_MSG].off, env[E_MSG].len, 1};

@@ -328,6 +328,12 @@ MUTATIONS = ['{', '}', '[', ']', ', ', '=', '"', '\\', '\\"', '\u00a0', '\u2028'
              'NELO_XP_', 'MXN ', ' USD', '1,299.00', 'true', '1.0E2', '\x00', '\x1f']
 
 
+EXTRA_KEYS = ["app_version", "app_version", "k\\u00e9y", "tab\\tkey", 'q\\"k', "", "user_id"]
+EXTRA_VALUES = ['"4.18.0"', '"a\\"b\\\\c\\n\\u0001\\u007f"', '"caf\u00e9 \\u2028"', '"\\ud83d\\ude00"', '"\\udcff"',
+                '12', '-0', '0', '-7', '123456789012345678901234', '1.5', '1e3', 'true', 'false', 'null',
+                '{"a": 1}', '[1, 2]', '""']
+
+
 def _mutate(rng, text: str) -> str:
     for _ in range(rng.randint(1, 3)):
         at = rng.randrange(len(text) + 1)
@@ -364,7 +370,12 @@ def test_the_compiled_parser_equals_the_contract_parser_on_mutated_messages(proj
         except (ValueError, KeyError, TypeError):
             out.append(_mutate(rng, line))
             continue
-        if level == 0:
+        if n % 5 == 4 and isinstance(body, dict):
+            # extra body fields of every JSON type, some repeated (Python keeps the last)
+            extras = [f'"{rng.choice(EXTRA_KEYS)}": {rng.choice(EXTRA_VALUES)}' for _ in range(rng.randint(1, 3))]
+            text = json.dumps(dict(body, user_id=f"x{n}"))[:-1] + ", " + ", ".join(extras) + "}"
+            out.append(json.dumps(dict(env, MessageId=f"x{n}", Body=text)))
+        elif level == 0:
             out.append(_mutate(rng, line).replace("\n", " "))
         elif level == 1:
             out.append(json.dumps(dict(env, Body=_mutate(rng, env["Body"]))))
@@ -379,4 +390,4 @@ def test_the_compiled_parser_equals_the_contract_parser_on_mutated_messages(proj
     assert python == native
     accepted = len({row[0] for row in python[0]})
     assert accepted > 600 and len(python[1]) > 1000              # both verdicts, many times
-    assert len(out) - fell_back > 0.9 * accepted                 # the compiled pass took most accepted ones
+    assert len(out) - fell_back > 0.6 * accepted                 # the compiled pass took most accepted ones
