@@ -45,9 +45,25 @@ def merged_stages(results) -> dict[str, float]:
     return stages
 
 
+#: Marks a folder a case made: only such a folder (or an empty one) is wiped for the next run.
+CASE_MARK = ".nelo-bench-case"
+
+
+def _clean_case_folder(work: Path) -> None:
+    """Empty ``work`` for a run. A folder this module did not make is refused, not wiped: once
+    ``--work`` named the parent of the histories (``python -m bench`` passes <work>/<case>), and
+    the case deleted them."""
+    if work.exists() and any(work.iterdir()) and not (work / CASE_MARK).exists():
+        raise SystemExit(f"{work} is not a case's folder (no {CASE_MARK}); not deleting it. "
+                         "Pass the case's own folder, as python -m bench does (<work>/<case>).")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / CASE_MARK).touch()
+
+
 def backfill(args) -> dict:
     files = traffic(args.events, args.files)
-    shutil.rmtree(args.work, ignore_errors=True)        # every run starts from an empty warehouse
+    _clean_case_folder(args.work)                       # every run starts from an empty warehouse
     cfg = load_config(workspace(args.work))
     t = time.perf_counter()
     run = process_files(cfg, files, move=False)
@@ -125,8 +141,10 @@ def _fresh_copy(base: Path, work: Path):
     """A copy of a prepared workspace to time a run on. Its team files are made fresh: the timed
     run is one of the three in four that find them so (team_refresh_minutes); _team_refresh
     times the fourth's extra work."""
-    shutil.rmtree(work, ignore_errors=True)
+    _clean_case_folder(work)
+    shutil.rmtree(work)
     shutil.copytree(base, work)
+    (work / CASE_MARK).touch()
     (work / "config.json").write_text((base / "config.json").read_text())
     for team_file in (work / "warehouse").glob("team_*.duckdb"):
         team_file.touch()

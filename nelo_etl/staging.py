@@ -842,7 +842,7 @@ def _native_chunks(cfg: Config, path: Path, dead_letters: list[dict[str, Any]], 
     pattern = cfg.experiment_pattern
     workers = max(1, min(os.cpu_count() or 1, 8))
 
-    def parse(job: tuple[bytes, int]) -> tuple[bytes, int, tuple]:
+    def parse(job: tuple[memoryview, int]) -> tuple[memoryview, int, tuple]:
         data, first = job
         return data, first, native.parse(data, first, pattern)
 
@@ -859,7 +859,7 @@ def _native_chunks(cfg: Config, path: Path, dead_letters: list[dict[str, Any]], 
             yield _native_table(rows, columns), REJECTED_SCHEMA.empty_table()
             lines = []
             for number, start, end in left:
-                text = data[start:end].decode("utf-8", "surrogateescape")
+                text = bytes(data[start:end]).decode("utf-8", "surrogateescape")
                 if text.strip():                     # as wire.iter_batch_lines skips blank lines
                     lines.append((number, text))
             declined[0] += len(lines)
@@ -867,25 +867,28 @@ def _native_chunks(cfg: Config, path: Path, dead_letters: list[dict[str, Any]], 
                 yield from parse_lines(lines, pattern, dead_letters)
 
 
-def _byte_chunks(fh: Any, size: int) -> Iterator[tuple[bytes, int]]:
-    """(bytes, number of its first line): the file in pieces of about ``size``, cut after a newline."""
+def _byte_chunks(fh: Any, size: int) -> Iterator[tuple[memoryview, int]]:
+    """(bytes, number of its first line): the file in pieces of about ``size``, cut after a newline.
+    Each piece is read into its own buffer (the parser may still hold the one before), after the
+    unfinished line the previous read left over; nothing else is copied."""
     line = 1
     rest = b""
     while True:
-        block = fh.read(size)
-        if not block:
-            break
-        data = rest + block
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            rest = data
+        buf = bytearray(len(rest) + size)
+        buf[:len(rest)] = rest
+        got = fh.readinto(memoryview(buf)[len(rest):])
+        end = len(rest) + got
+        if not got:
+            if rest:
+                yield memoryview(bytes(rest)), line
+            return
+        cut = buf.rfind(b"\n", 0, end)
+        if cut < 0:                      # one line longer than a piece: read on
+            rest = bytes(buf[:end])
             continue
-        rest = data[cut + 1:]
-        data = data[:cut + 1]
-        yield data, line
-        line += data.count(b"\n")
-    if rest:
-        yield rest, line
+        rest = bytes(buf[cut + 1:end])
+        yield memoryview(buf)[:cut + 1], line
+        line += buf.count(b"\n", 0, cut + 1)
 
 
 def _native_table(rows: int, columns: dict[str, tuple]) -> pa.Table:
