@@ -109,6 +109,7 @@ typedef struct {
     Col cols[NCOLS];
     size_t rows;
     int oom;
+    int full;        /* a string column would pass 2^31 bytes (Arrow's int32 offsets): decline the line */
     /* scratch */
     Buf msg, body, strs, key, codes;
     Extras extras;
@@ -195,6 +196,7 @@ static void put_dec(Parser *P, int ci, int valid, int64_t v) {
     PUT(&c->b[1], lo); PUT(&c->b[1], hi);
 }
 static void str_append(Parser *P, Buf *offsets, Buf *data, const char *s, size_t n) {
+    if (data->n + n > (size_t)INT32_MAX) { P->full = 1; return; }
     if (buf_put(data, s, n)) P->oom = 1;
     PUT(offsets, (int32_t)data->n);
 }
@@ -331,10 +333,14 @@ static const char *json_number(const char *p, const char *e, int *is_int) {
     const char *s = p;
     if (p < e && *p == '-') p++;
     if (p >= e) return NULL;
+    const char *digits = p;
     if (*p == '0') p++;
     else if (*p >= '1' && *p <= '9') { while (p < e && *p >= '0' && *p <= '9') p++; }
     else return NULL;
     *is_int = 1;
+    /* a JSON integer longer than this raises ValueError in Python's json (int_max_str_digits,
+     * 4300 by default, never below 640): leave the line to Python */
+    if (p - digits > 640 && !(p < e && (*p == '.' || *p == 'e' || *p == 'E'))) return NULL;
     if (p < e && *p == '.') {
         p++;
         if (p >= e || !(*p >= '0' && *p <= '9')) return NULL;
@@ -706,6 +712,7 @@ static int integer(Slice raw, int64_t limit, int *valid, int64_t *v) {
     if (!raw.present) return 0;
     if (strip_ascii(&raw)) return -1;
     if (is_nullish(raw.p, raw.n)) return 0;
+    if (raw.n > 640) return -1;                   /* wire's int(text) is limited to int_max_str_digits */
     Num x; int has_exp;
     if (java_number(raw.p, raw.n, &x, &has_exp) != 1 || has_exp) return -1;
     if (x.exp10 < 0) return -1;                   /* a nonzero fraction digit */
@@ -731,6 +738,7 @@ static int in_stock(Slice raw, int *valid, int8_t *v) {
     int m = java_number(raw.p, raw.n, &x, &has_exp);
     if (m != 1) return -1;
     if (has_exp && x.nd) return -1;             /* 1.0E400 is inf in Python: leave it to Python */
+    if (x.nd && x.nd + x.exp10 < -300) return -1;   /* 0.000..01 underflows to 0.0 in float(): Python's */
     *valid = 1;
     *v = x.nd > 0;
     return 0;
@@ -1181,7 +1189,7 @@ static int parse_line(Parser *P, int32_t number, const char *p, const char *e) {
     return P->oom ? -1 : 0;
 }
 
-static void decline(Parser *P, int32_t number, size_t start, size_t end) {
+static void decline(Parser *P, int64_t number, size_t start, size_t end) {
     int64_t t[3] = {number, (int64_t)start, (int64_t)end};
     if (buf_put(&P->declined, t, sizeof t)) P->oom = 1;
 }
@@ -1189,7 +1197,7 @@ static void decline(Parser *P, int32_t number, size_t start, size_t end) {
 /* Every line of data; line numbers start at first_line. */
 static void parse_all(Parser *P, const char *data, size_t size, int32_t first_line) {
     const char *p = data, *end = data + size;
-    int32_t number = first_line;
+    int64_t number = first_line;
     while (p < end && !P->oom) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
@@ -1204,7 +1212,8 @@ static void parse_all(Parser *P, const char *data, size_t size, int32_t first_li
         if (blank != 1) {
             Mark m;
             mark(P, &m);
-            if (blank == -1 || parse_line(P, number, p, e)) {
+            P->full = 0;
+            if (blank == -1 || number > INT32_MAX || parse_line(P, (int32_t)number, p, e) || P->full) {
                 rollback(P, &m);
                 decline(P, number, (size_t)(p - data), (size_t)(e - data));
             }

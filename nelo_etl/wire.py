@@ -224,7 +224,8 @@ def parse_integer(raw: Any, what: str) -> int | None:
         return None
     limit = INTEGER_LIMITS.get(what, 2**62)
     if _INTEGER_RE.fullmatch(text) and text.isascii():
-        value = Decimal(int(text))
+        # Decimal, not int(): int() refuses text of more than 4300 digits (leading zeros count)
+        value = Decimal(text)
     elif _JAVA_NUMBER_RE.fullmatch(text):
         value = Decimal(text)
         if abs(value) > limit:

@@ -223,6 +223,10 @@ def test_both_parsers_give_the_same_rows(project, tmp_path):
                   body["items"].replace("price_in_usd=64.19", "price_in_usd=USD 1,299.50"),
                   body["items"].replace("quantity=2", "quantity=100001"),
                   body["items"].replace("quantity=2", "quantity=100000"),
+                  # found by review: float() underflow, and int()'s 4300-digit limit
+                  body["items"].replace("int_value=1,", "int_value=0." + "0" * 330 + "1,"),
+                  body["items"].replace("int_value=1,", "int_value=-0." + "0" * 330 + "1,"),
+                  body["items"].replace("quantity=2", "quantity=" + "0" * 4300 + "2"),
                   "[ ]", "[{item_id=A}, {foo=1}]", "[{item_id=A, item_params=[]}]",
                   "[{item_id=A, item_params=[{key=in_stock, value={string_value=, int_value=null, "
                   "float_value=null, double_value=null}}]}]"]:
@@ -238,6 +242,10 @@ def test_both_parsers_give_the_same_rows(project, tmp_path):
     variants.append(json.dumps({"MessageId": "surrogate-replay", "Body": json.dumps(dict(body, replay_timestamp="\udcff"))}))
     variants.append(json.dumps({"MessageId": "\udcff-id", "Body": json.dumps(dict(body, user_id="u-sur"))}))
     variants.append("   ")
+    # an envelope field Python's json cannot read (an integer of more than 4300 digits)
+    variants.append('{"MessageId": "big-int", "x": ' + "1" * 4301 + ', "Body": ' + json.dumps(json.dumps(body)) + '}')
+    variants.append('{"MessageId": "big-int-attr", "Attributes": {"n": [' + "7" * 4301 + ']}, "Body": '
+                    + json.dumps(json.dumps(dict(body, user_id="big2"))) + '}')
     odd.write_text("\n".join(lines + variants) + "\n", encoding="utf-8")
     for path in (SAMPLES, Path(chaos), odd):
         python, _ = parsed_by(cfg, Path(path), "python")
