@@ -1133,6 +1133,8 @@ static int parse_line(Parser *P, int32_t number, const char *p, const char *e) {
     Slice items = {S + b[B_ITEMS].off, b[B_ITEMS].len, 1};
     if (b[B_REPLAY].type == V_STR) ev.replay = (Slice){S + b[B_REPLAY].off, b[B_REPLAY].len, 1};
     if (!surely_not_blank(ev.user.p, ev.user.n) || !surely_not_blank(ev.name.p, ev.name.n)) return -1;
+    /* wire.MAX_TEXT characters at most (bytes here: longer in bytes is left to Python to count) */
+    if (ev.user.n > 1024 || ev.name.n > 1024 || ev.plat.n > 1024 || (ev.replay.present && ev.replay.n > 1024)) return -1;
     /* platform, upper-cased (ASCII only: str.upper() of other letters is Python's business) */
     char plat[256];
     if (ev.plat.n > sizeof plat || !surely_not_blank(ev.plat.p, ev.plat.n)) return -1;

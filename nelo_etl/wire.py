@@ -60,6 +60,10 @@ _MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
 INTEGER_LIMITS = {"quantity": 100_000, "number_of_installments": 1_000}
 #: Items in one event at most (a 1 MiB SQS message holds far fewer); more is dead-lettered.
 MAX_ITEMS = 10_000
+#: Characters at most in the text repeated on each of an event's item rows (user_id, event_name,
+#: platform, replay_timestamp): longer is dead-lettered. Without it one hostile message (a
+#: 200 KB user_id and 10,000 items) became 2 GB of rows.
+MAX_TEXT = 1_024
 #: Money keys in US dollars; every other money value is local currency (MXN).
 USD_KEYS = frozenset({"price_in_usd", "item_revenue_in_usd", "item_refund_in_usd"})
 MONEY_PARAMS = ("discountt", "totalPrice", "installment_price")
@@ -424,6 +428,8 @@ def parse_body(body: Any, experiment_pattern: str = "NELO_XP_",
     if sent_timestamp_ms is not None and ts > sent_timestamp_ms * 1000 + MAX_FUTURE_SKEW_US:
         raise RejectedMessage("bad_value:event_timestamp", "event time is more than a day after it was sent")
     replay = obj.get("replay_timestamp")
+    if isinstance(replay, str) and len(replay) > MAX_TEXT:
+        raise RejectedMessage("bad_value:replay_timestamp", f"{len(replay)} characters; at most {MAX_TEXT} are accepted")
     items_raw: str = obj["items"]
     items = parse_items(items_raw, experiment_pattern)
     platform = obj["platform"].upper()
@@ -456,6 +462,8 @@ def _field_problems(obj: dict[str, Any]) -> list[tuple[str, str]]:
             mistyped.append((f"bad_type:{name}", f"expected a string, got {type(value).__name__}"))
         elif name != "items" and not value.strip():
             mistyped.append((f"bad_type:{name}", "empty string"))
+        elif name != "items" and len(value) > MAX_TEXT:
+            mistyped.append((f"bad_value:{name}", f"{len(value)} characters; at most {MAX_TEXT} are accepted"))
         else:
             try:
                 _require_utf8(value, name)

@@ -242,6 +242,10 @@ def test_both_parsers_give_the_same_rows(project, tmp_path):
     variants.append(json.dumps({"MessageId": "surrogate-replay", "Body": json.dumps(dict(body, replay_timestamp="\udcff"))}))
     variants.append(json.dumps({"MessageId": "\udcff-id", "Body": json.dumps(dict(body, user_id="u-sur"))}))
     variants.append("   ")
+    # repeated event text at and past 1,024 characters (the compiled parser counts bytes: it
+    # leaves 1,024 two-byte characters to wire.py, which accepts them)
+    for n, user in enumerate(["u" * 1024, "u" * 1025, "é" * 1024, "é" * 1025]):
+        variants.append(json.dumps({"MessageId": f"long{n}", "Body": json.dumps(dict(body, user_id=user))}))
     # an envelope field Python's json cannot read (an integer of more than 4300 digits)
     variants.append('{"MessageId": "big-int", "x": ' + "1" * 4301 + ', "Body": ' + json.dumps(json.dumps(body)) + '}')
     variants.append('{"MessageId": "big-int-attr", "Attributes": {"n": [' + "7" * 4301 + ']}, "Body": '

@@ -159,6 +159,10 @@ GOOD = {"event_timestamp": 1760716659123456, "user_id": "u1", "event_name": "vie
     ({"items": "[{item_id=A, item_params=[{key=x, value={string_value=1}}, ]}]"}, "items_unparseable"),
     ({"items": "{item_id=A}"}, "items_unparseable"),
     ({"user_id": "\ud800"}, "invalid_utf8"),
+    ({"user_id": "u" * (wire.MAX_TEXT + 1)}, "bad_value:user_id"),
+    ({"event_name": "é" * (wire.MAX_TEXT + 1)}, "bad_value:event_name"),
+    ({"platform": "I" * (wire.MAX_TEXT + 1)}, "bad_value:platform"),
+    ({"replay_timestamp": "2" * (wire.MAX_TEXT + 1)}, "bad_value:replay_timestamp"),
 ])
 def test_bad_bodies_get_stable_reason_codes(change, reason):
     body = dict(GOOD, **change)
@@ -235,6 +239,12 @@ def test_whole_numbers(raw, what, value):
 def test_whole_numbers_that_are_not(raw, what):
     with pytest.raises(RejectedMessage, match=f"bad_item_value:{what}"):
         wire.parse_integer(raw, what)
+
+
+def test_repeated_event_text_up_to_the_limit_is_accepted():
+    """user_id and friends are copied onto every item row: up to MAX_TEXT characters (not bytes)."""
+    event = wire.parse_body(json.dumps(dict(GOOD, user_id="é" * wire.MAX_TEXT, replay_timestamp="r" * wire.MAX_TEXT)))
+    assert event.user_id == "é" * wire.MAX_TEXT and event.replay_timestamp == "r" * wire.MAX_TEXT
 
 
 def test_an_event_with_too_many_items_is_rejected():
