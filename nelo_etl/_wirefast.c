@@ -32,8 +32,7 @@ static sha256_fn SHA256_f = NULL;
 
 typedef struct { char *p; size_t n, cap; } Buf;
 
-static int buf_reserve(Buf *b, size_t extra) {
-    if (b->n + extra <= b->cap) return 0;
+static int buf_grow(Buf *b, size_t extra) {
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->n + extra) cap *= 2;
     char *p = realloc(b->p, cap);
@@ -43,7 +42,11 @@ static int buf_reserve(Buf *b, size_t extra) {
     return 0;
 }
 
-static int buf_put(Buf *b, const void *s, size_t n) {
+static inline int buf_reserve(Buf *b, size_t extra) {
+    return b->n + extra <= b->cap ? 0 : buf_grow(b, extra);
+}
+
+static inline int buf_put(Buf *b, const void *s, size_t n) {
     if (buf_reserve(b, n)) return -1;
     if (n) memcpy(b->p + b->n, s, n);
     b->n += n;
@@ -747,11 +750,19 @@ static int in_stock(Slice raw, int *valid, int8_t *v) {
 /* ---------------------------------------------------------------------------------------- */
 /* the items text */
 
+/* The item key at p (followed by '='), or -1. Keys are 5 to 19 characters: the '=' is looked
+ * for first, and only the keys of that length compared (called at every ", " of an item). */
+#define MAX_KEY_LEN 19
+static int8_t KEYS_BY_LEN[MAX_KEY_LEN + 1][8];
+
 static int match_item_key(const char *p, const char *e) {
-    for (int k = 0; k < NKEYS; k++) {
-        size_t n = ITEM_KEY_LEN[k];
-        if ((size_t)(e - p) > n && p[0] == ITEM_KEYS[k][0] && p[n] == '=' && !memcmp(p, ITEM_KEYS[k], n))
-            return k;
+    size_t room = (size_t)(e - p);
+    const char *eq = memchr(p, '=', room < MAX_KEY_LEN + 1 ? room : MAX_KEY_LEN + 1);
+    if (!eq) return -1;
+    size_t n = (size_t)(eq - p);
+    for (int i = 0; i < 8 && KEYS_BY_LEN[n][i] >= 0; i++) {
+        int k = KEYS_BY_LEN[n][i];
+        if (!memcmp(p, ITEM_KEYS[k], n)) return k;
     }
     return -1;
 }
@@ -1350,8 +1361,17 @@ PyMODINIT_FUNC PyInit__wirefast(void) {
         PyErr_SetString(PyExc_ImportError, "OpenSSL's libcrypto (SHA256) not found");
         return NULL;
     }
+    memset(KEYS_BY_LEN, -1, sizeof KEYS_BY_LEN);
     for (int k = 0; k < NKEYS; k++) {
         ITEM_KEY_LEN[k] = strlen(ITEM_KEYS[k]);
+        int8_t *slot = KEYS_BY_LEN[ITEM_KEY_LEN[k]];
+        int i = 0;
+        while (i < 8 && slot[i] >= 0) i++;          /* at most 8 keys share a length (checked below) */
+        if (i >= 8 || ITEM_KEY_LEN[k] > MAX_KEY_LEN) {
+            PyErr_SetString(PyExc_ImportError, "item keys table");
+            return NULL;
+        }
+        slot[i] = (int8_t)k;
         KEY_DEST[k] = -1;
         for (int i = 0; i < 19; i++) if (!strcmp(ITEM_KEYS[k], TEXT_NAMES[i])) KEY_DEST[k] = i;
         for (int i = 0; i < 6; i++) if (!strcmp(ITEM_KEYS[k], MONEY_NAMES[i])) KEY_DEST[k] = 100 + i;
