@@ -195,8 +195,7 @@ static void put_i8(Parser *P, int ci, int valid, int8_t v) {
 }
 static void put_dec(Parser *P, int ci, int valid, int64_t v) {
     Col *c = &P->cols[ci]; put_valid(P, c, valid);
-    int64_t lo = valid ? v : 0, hi = lo < 0 ? -1 : 0;   /* 128-bit two's complement, little endian */
-    PUT(&c->b[1], lo); PUT(&c->b[1], hi);
+    PUT(&c->b[1], valid ? v : (int64_t)0);     /* Arrow decimal64: the value in millionths */
 }
 static void str_append(Parser *P, Buf *offsets, Buf *data, const char *s, size_t n) {
     if (data->n + n > (size_t)INT32_MAX) { P->full = 1; return; }

@@ -55,6 +55,10 @@ PARSED_SCHEMA = pa.schema([
     ("installments", pa.int64()), ("installment_price", MONEY),
     ("item_params_extra", pa.map_(pa.string(), pa.string())), ("extra_fields", pa.string()),
 ])
+#: The compiled parser's rows: money as decimal64 (DuckDB's DECIMAL(18, 6) is 64 bits, so it
+#: takes these values as they are; decimal128 made DuckDB convert every one).
+NATIVE_SCHEMA = pa.schema([pa.field(f.name, pa.decimal64(18, wire.MONEY_SCALE)) if f.type == MONEY else f
+                           for f in PARSED_SCHEMA])
 REJECTED_SCHEMA = pa.schema([
     ("line_number", pa.int32()), ("message_id", pa.string()), ("reason", pa.string()),
     ("detail", pa.string()), ("raw_body", pa.string()),
@@ -925,8 +929,8 @@ def _native_table(rows: int, columns: dict[str, tuple]) -> pa.Table:
             child = strings((len(child_off) - 4) // 4, None, child_off, child_data)
             arrays.append(pa.Array.from_buffers(t, rows, [buf(valid), buf(offsets)], children=[child]))
         else:
-            arrays.append(pa.Array.from_buffers(t, rows, [buf(c[0]), buf(c[1])]))
-    return pa.Table.from_arrays(arrays, schema=PARSED_SCHEMA)
+            arrays.append(pa.Array.from_buffers(NATIVE_SCHEMA.field(f.name).type, rows, [buf(c[0]), buf(c[1])]))
+    return pa.Table.from_arrays(arrays, schema=NATIVE_SCHEMA)
 
 
 def _quote_ident(name: str) -> str:
