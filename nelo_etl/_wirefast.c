@@ -1377,5 +1377,10 @@ PyMODINIT_FUNC PyInit__wirefast(void) {
         if (!strcmp(ITEM_KEYS[k], "quantity")) KEY_DEST[k] = 200;
         if (!strcmp(ITEM_KEYS[k], "item_params")) KEY_DEST[k] = 300;
     }
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+#ifndef SOURCE_SHA
+#define SOURCE_SHA ""
+#endif
+    if (m && PyModule_AddStringConstant(m, "SOURCE_SHA", SOURCE_SHA)) { Py_DECREF(m); return NULL; }
+    return m;
 }

@@ -499,7 +499,7 @@ def _prepare(con: Any, cfg: Config, path: Path, reprocess: bool, parser: str | N
         load.result.python_parsed_lines = parse_with_native(con, cfg, path, load.dead_letters)
     else:
         if (parser or cfg.parser) == "native":
-            log.warning("the compiled parser is not built (run `make install`); using the contract parser alone")
+            log.warning("the compiled parser is not available (run `make install`); using the contract parser alone")
         parse_with_python(con, cfg, path, load.dead_letters)
         load.result.python_parsed_lines = -1
     _rename_parse_tables(con, "", f"_{tag}")
@@ -837,10 +837,17 @@ NATIVE_CHUNK_BYTES = 8 * 2**20
 
 
 def native_parser() -> Any:
-    """The compiled module (nelo_etl/_wirefast.c, built by `make install`), or None."""
+    """The compiled module (nelo_etl/_wirefast.c, built by `make install`), or None when it is
+    not built or was built from another version of its source (a `git pull` without `make`:
+    its rows could differ from what this code expects, say money in another width)."""
     try:
         from . import _wirefast
     except ImportError:
+        return None
+    source = Path(__file__).with_name("_wirefast.c")
+    if source.exists() and getattr(_wirefast, "SOURCE_SHA", "") != hashlib.sha256(source.read_bytes()).hexdigest():
+        log.warning("the compiled parser was built from another version of nelo_etl/_wirefast.c; "
+                    "run `make install` to rebuild it")
         return None
     return _wirefast
 

@@ -296,24 +296,33 @@ def test_parallel_parsing_equals_serial_parsing(project, tmp_path, monkeypatch):
     assert results[0] == results[1] and results[0][2]
 
 
-def test_without_the_compiled_parser_the_contract_parser_loads_the_same(project, tmp_path, monkeypatch, caplog):
-    """A checkout where `make install` did not build nelo_etl._wirefast still loads every file,
-    with the contract parser alone (and says so in the log): the same database either way."""
+@pytest.mark.parametrize("missing", ["not_built", "stale"])
+def test_without_the_compiled_parser_the_contract_parser_loads_the_same(project, tmp_path, monkeypatch, caplog,
+                                                                        missing):
+    """A checkout where `make install` did not build nelo_etl._wirefast, or built it from another
+    version of its source (a `git pull` without `make`), still loads every file, with the contract
+    parser alone (and says so in the log): the same database either way."""
+    from nelo_etl import _wirefast
+
     cfg = load_config(project / "config.json")
     messages = Simulator(SimConfig.chaos(events=400, seed=5, bad_rate=0.05)).messages()
     (path,) = write_batches(messages, str(tmp_path / "in"), batches=1)
     results = {}
-    for name in ("native", "not_built"):
+    for name in ("native", missing):
         (project / "warehouse" / "nelo.duckdb").unlink(missing_ok=True)
         if name == "not_built":
             monkeypatch.setattr(staging, "native_parser", lambda: None)
+        elif name == "stale":
+            monkeypatch.setattr(_wirefast, "SOURCE_SHA", "0" * 64)
         result = staging.load_file(cfg, Path(path), parser="native")
         assert result.status == "committed" and result.dead_lettered > 0
-        assert (result.python_parsed_lines == -1) == (name == "not_built")
+        assert (result.python_parsed_lines == -1) == (name != "native")
         results[name] = (snapshot(project), (result.received, result.loaded_events, result.duplicate_events,
                                              result.dead_lettered))
-    assert results["native"] == results["not_built"]
-    assert "compiled parser is not built" in caplog.text
+    assert results["native"] == results[missing]
+    assert "compiled parser is not available" in caplog.text
+    if missing == "stale":
+        assert "built from another version" in caplog.text
 
 
 @pytest.mark.parametrize("chunk_bytes", [3000, 100_000])
