@@ -28,7 +28,7 @@ import pyarrow as pa
 from . import gold, lakehouse, silver, sql, warehouse, wire
 from .cli import first_line
 from .config import Config
-from .db import DatabaseBusy, connect, ensure_schema, transaction
+from .db import DatabaseBusy, connect, ensure_schema
 from .ingest import crash_point, durable_copy, fsync_dir, try_lock
 
 log = logging.getLogger("nelo_etl.staging")

@@ -5,7 +5,6 @@ the lake views and the Athena DDL."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
