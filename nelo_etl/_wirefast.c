@@ -104,7 +104,6 @@ static const char *ITEM_KEYS[NKEYS] = {
     "item_revenue_in_usd", "item_revenue", "item_refund_in_usd", "item_refund", "coupon",
     "affiliation", "location_id", "item_list_id", "item_list_name", "item_list_index",
     "promotion_id", "promotion_name", "creative_name", "creative_slot", "item_params"};
-static size_t ITEM_KEY_LEN[NKEYS];
 /* ITEM_KEYS index -> text column (0..18), money column (100+0..5), quantity 200, params 300 */
 static int KEY_DEST[NKEYS];
 
@@ -114,7 +113,7 @@ typedef struct {
     int oom;
     int full;        /* a string column would pass 2^31 bytes (Arrow's int32 offsets): decline the line */
     /* scratch */
-    Buf msg, body, strs, key, codes;
+    Buf msg, strs, key, identity;
     Extras extras;
     /* declined lines: (line number, start offset, end offset) as int64 triples */
     Buf declined;
@@ -160,8 +159,8 @@ static void parser_init(Parser *P) {
 static void parser_free(Parser *P) {
     for (int i = 0; i < NCOLS; i++)
         for (int j = 0; j < MAXBUF; j++) buf_free(&P->cols[i].b[j]);
-    buf_free(&P->msg); buf_free(&P->body); buf_free(&P->strs); buf_free(&P->key);
-    buf_free(&P->codes); buf_free(&P->declined);
+    buf_free(&P->msg); buf_free(&P->strs); buf_free(&P->key);
+    buf_free(&P->identity); buf_free(&P->declined);
     buf_free(&P->extras.json); buf_free(&P->extras.seen); buf_free(&P->extras.tmp);
 }
 
@@ -1094,7 +1093,7 @@ static int parse_line(Parser *P, int32_t number, const char *p, const char *e) {
     ev.line = number;
     /* the envelope */
     Val env[E_N] = {{0}};
-    P->msg.n = 0; P->body.n = 0; P->strs.n = 0;
+    P->msg.n = 0; P->strs.n = 0;
     const char *q = json_object(p, e, &P->key, &P->msg, env, envelope_slot, NULL);
     if (!q || ws(q, e) != e) return -1;
     if (env[E_MSG].type != V_STR || env[E_MSG].len == 0) return -1;
@@ -1112,7 +1111,7 @@ static int parse_line(Parser *P, int32_t number, const char *p, const char *e) {
         if (ev.count_valid && count >= 2147483648LL) ev.count_valid = 0;
         ev.count = (int32_t)count;
     }
-    /* the Body: decoded into P->body again (msg holds MessageId and the body's text) */
+    /* the Body, as the envelope's parse decoded it into P->msg; its strings decode into P->strs */
     const char *body = P->msg.p + env[E_BODY].off;
     size_t body_len = env[E_BODY].len;
     Val b[B_N] = {{0}};
@@ -1155,7 +1154,7 @@ static int parse_line(Parser *P, int32_t number, const char *p, const char *e) {
     }
     ev.plat.p = plat;
     /* event_id: SHA-256 of the five identity values joined by U+001F */
-    Buf *k = &P->codes;
+    Buf *k = &P->identity;
     k->n = 0;
     char ts[24];
     int tn = snprintf(ts, sizeof ts, "%lld\x1f", (long long)ev.ts);
@@ -1362,15 +1361,14 @@ PyMODINIT_FUNC PyInit__wirefast(void) {
     }
     memset(KEYS_BY_LEN, -1, sizeof KEYS_BY_LEN);
     for (int k = 0; k < NKEYS; k++) {
-        ITEM_KEY_LEN[k] = strlen(ITEM_KEYS[k]);
-        int8_t *slot = KEYS_BY_LEN[ITEM_KEY_LEN[k]];
+        size_t n = strlen(ITEM_KEYS[k]);
         int i = 0;
-        while (i < 8 && slot[i] >= 0) i++;          /* at most 8 keys share a length (checked below) */
-        if (i >= 8 || ITEM_KEY_LEN[k] > MAX_KEY_LEN) {
+        while (n <= MAX_KEY_LEN && i < 8 && KEYS_BY_LEN[n][i] >= 0) i++;   /* at most 8 keys share a length */
+        if (n > MAX_KEY_LEN || i >= 8) {
             PyErr_SetString(PyExc_ImportError, "item keys table");
             return NULL;
         }
-        slot[i] = (int8_t)k;
+        KEYS_BY_LEN[n][i] = (int8_t)k;
         KEY_DEST[k] = -1;
         for (int i = 0; i < 19; i++) if (!strcmp(ITEM_KEYS[k], TEXT_NAMES[i])) KEY_DEST[k] = i;
         for (int i = 0; i < 6; i++) if (!strcmp(ITEM_KEYS[k], MONEY_NAMES[i])) KEY_DEST[k] = 100 + i;
