@@ -2,8 +2,9 @@
 -- Grain: one row per item row (event_id, item_index); item_index null for an event without items.
 -- Key: (event_id, item_index).
 -- Loaded: append (insert) into stg_events, once per batch, in the batch's transaction.
--- Reads: parsed_items (the batch file parsed by nelo_etl.wire, one row per item row, registered by
---        process_staging.py), stg_events (to drop events already staged).
+-- Reads: parsed_items (the batch file parsed, one row per item row: the whole file, or with the
+--        compiled parser one piece of it at a time, in file order), stg_events (to drop events
+--        already staged, by earlier batches or by earlier pieces of this one).
 -- Params: $load_id, $batch_id, $source_file, $min_event_ts_us (the earliest event time in parsed_items).
 WITH first_lines AS (
     -- inside the batch, the first line that carries an event wins
@@ -11,10 +12,13 @@ WITH first_lines AS (
     FROM parsed_items
     GROUP BY event_id
 ),
-new_events AS (
+new_events AS MATERIALIZED (
     -- across history, an event already staged is a duplicate. Its event time is part of its
     -- identity (event_id hashes it), so an earlier copy lies at or after the batch's earliest
-    -- event time: that constant lets DuckDB skip older row groups of stg_events by their min/max
+    -- event time: that constant lets DuckDB skip older row groups of stg_events by their min/max.
+    -- MATERIALIZED keeps this search on the narrow (event_id, line_number) pairs: inlined, DuckDB
+    -- moved it above the join back to the wide rows and built its hash table from them
+    -- (400k rows: 1.6 s against 0.7 s)
     SELECT f.event_id, f.line_number
     FROM first_lines AS f
     WHERE NOT EXISTS (SELECT 1 FROM stg_events AS s

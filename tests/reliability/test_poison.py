@@ -153,14 +153,14 @@ def test_an_exception_without_a_message_is_one_line_and_later_files_load(project
     second = project / "staging" / "processing_batch_20251020T000001_b.jsonl"
     first.write_text(LINES[0] + "\n")
     second.write_text(LINES[1] + "\n")
-    real = staging.parse_with_native
+    real = staging._native_chunks
 
-    def fail_first(con, cfg_, path, dead):
+    def fail_first(cfg_, path, *args):
         if path.name == first.name:
             raise RuntimeError()
-        return real(con, cfg_, path, dead)
+        return real(cfg_, path, *args)
 
-    monkeypatch.setattr(staging, "parse_with_native", fail_first)
+    monkeypatch.setattr(staging, "_native_chunks", fail_first)
     a, b = staging.process_files(cfg, staging.staging_files(cfg), refresh_gold=False).files
     assert a.status == "failed" and a.error == "RuntimeError: (no message)"
     assert b.status == "committed" and b.loaded_events == 1
