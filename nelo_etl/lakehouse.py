@@ -4,6 +4,7 @@
 Layout (``event_date`` is the partition column of every partitioned table)::
 
     <lake>/staging/stg_events/event_date=2025-10-17/part-0.parquet
+    <lake>/staging/stg_events/event_date=2025-10-17/part-after-57.parquet   (append-only: the loads after 57)
     <lake>/silver/fct_events/event_date=2025-10-17/part-0.parquet
     <lake>/silver/dim_products/part-0.parquet              (small tables: one file, no partitions)
     <lake>/silver/<table>/_manifest.json                    (what the lake holds: the export's journal)
@@ -16,14 +17,29 @@ since the last export can have changed (:func:`changed_since`), compares with th
 ones that are gone). So it rewrites exactly the partitions the batches since the last export
 touched, wherever in history a late event landed, and nothing else.
 
-**Atomic per partition.** A partition is one Parquet file, replaced in one step: locally by
-writing a hidden temp file beside it and renaming it over the old one, on S3 by one PUT of the
-object (an object is replaced whole). A reader sees the old partition or the new one, never half.
+**Append-only tables** (``stg_events``, ``fct_events``, ``fct_event_items``: a load adds rows and
+changes none) get a load's rows of a partition as a file of their own,
+``part-after-<mark>.parquet`` (the rows of the loads after the table's manifest mark), when the
+partition's fingerprint is exactly the manifest's plus theirs; otherwise, and once a partition
+holds MAX_PART_FILES files, the partition is rewritten whole as ``part-0.parquet`` (compaction).
+A batch's late events touch several full days: rewriting them was 2.6 s of a 3.0 s export at 5M
+events.
+
+**Atomic per file.** A file is replaced in one step: locally by writing a hidden temp file
+beside it and renaming it over the old one, on S3 by one PUT of the object (an object is replaced
+whole). A reader sees the old file or the new one, never half. A partition of one file (every
+table but the append-only ones, and those after a compaction) is replaced atomically; a
+compaction puts the new ``part-0`` and then removes the partition's other files, so a reader
+listing the folder in between sees their rows twice (the manifest lists the files of each
+partition).
 
 **Crash-safe and idempotent.** The manifest is rewritten (atomically) after every partition
 replaced, so it never claims a partition the lake does not hold. A crash mid-export leaves some
 partitions new and the manifest behind for the rest: the next export finds their fingerprints
-differ and finishes them. Running the export twice changes nothing the second time.
+differ and finishes them (an added file is named after the mark, which moves only once the whole
+table is exported, so the next export writes the same name again, or, when more loads came and
+the sums no longer add up, rewrites the partition). Running the export twice changes nothing the
+second time.
 """
 from __future__ import annotations
 
@@ -52,6 +68,9 @@ log = logging.getLogger(__name__)
 PARTITION = "event_date"
 MANIFEST = "_manifest.json"
 PART_FILE = "part-0.parquet"
+#: A partition of an append-only table holding this many files is rewritten as one (compaction):
+#: at a batch every 15 minutes today's partition is compacted every six hours.
+MAX_PART_FILES = 24
 #: Every decimal (money) column is written with this type, by either engine.
 LAKE_DECIMAL = "DECIMAL(38, 6)"
 
@@ -63,6 +82,8 @@ class LakeTable:
     name: str
     layer: str
     date_expr: str | None
+    #: for an append-only table, the column naming the load that added each row
+    load_column: str | None = None
 
     @property
     def folder(self) -> str:
@@ -83,8 +104,10 @@ _DATES = {
     "silver_event_list_attribution": "CAST(event_ts AS DATE)",
 }
 
-TABLES: list[LakeTable] = [LakeTable("stg_events", "staging", "CAST(event_ts AS DATE)")] + [
-    LakeTable(m.name, "silver", _DATES.get(m.name)) for m in silver.MODELS]
+TABLES: list[LakeTable] = [LakeTable("stg_events", "staging", "CAST(event_ts AS DATE)", "load_id")] + [
+    LakeTable(m.name, "silver", _DATES.get(m.name),
+              "first_load_id" if m.incremental.mode == "append" and _DATES.get(m.name) else None)
+    for m in silver.MODELS]
 
 
 def table(name: str) -> LakeTable:
@@ -251,14 +274,34 @@ def _export_select(con: duckdb.DuckDBPyConnection, t: LakeTable) -> str:
     return ", ".join(out)
 
 
-def fingerprints(con: duckdb.DuckDBPyConnection, t: LakeTable, since: dt.date | None = None) -> dict[str, str]:
+def fingerprints(con: duckdb.DuckDBPyConnection, t: LakeTable, since: dt.date | None = None,
+                 after_load: int | None = None) -> dict[str, str]:
     """Per partition (ISO date, or ``*``), the row count and the sum of the rows' hashes; only
-    the partitions from ``since`` on when given."""
+    the partitions from ``since`` on when given, only the rows of the loads after ``after_load``
+    when given (an append-only table's)."""
     part = f"CAST({t.date_expr} AS VARCHAR)" if t.date_expr else "'*'"
-    where = f"WHERE {t.date_expr} >= $since{_range(t, '>=')}" if since is not None and t.date_expr else ""
+    conditions, params = [], {}
+    if since is not None and t.date_expr:
+        conditions.append(f"{t.date_expr} >= $since{_range(t, '>=')}")
+        params["since"] = since
+    if after_load is not None and t.load_column:
+        conditions.append(f"{t.load_column} > $after")
+        params["after"] = after_load
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     rows = con.execute(f"SELECT {part} AS p, count(*), sum(hash(x)) FROM {t.name} AS x {where} GROUP BY ALL",
-                       {"since": since} if where else {}).fetchall()
+                       params).fetchall()
     return {p if p is not None else "__null__": f"{n}:{h}" for p, n, h in rows}
+
+
+def _added(before: str, rows: str) -> str:
+    """The fingerprint of a partition after ``rows`` were added to it (counts and sums add up)."""
+    (n1, h1), (n2, h2) = (f.split(":") for f in (before, rows))
+    return f"{int(n1) + int(n2)}:{int(h1) + int(h2)}"
+
+
+def added_file(mark: int) -> str:
+    """The file of an append-only partition holding the rows of the loads after ``mark``."""
+    return f"part-after-{mark}.parquet"
 
 
 def _range(t: LakeTable, op: str) -> str:
@@ -299,20 +342,22 @@ def changed_since(con: duckdb.DuckDBPyConnection, load_id: int) -> dt.date | Non
     return row[0][0]
 
 
-def _manifest(lake: Lake, t: LakeTable) -> tuple[dict[str, str], int | None, list | None]:
-    """The partitions the lake holds (with their fingerprints), the last load they include, and
-    the table's columns they were all written with (None: not recorded, by an older release)."""
+def _manifest(lake: Lake, t: LakeTable) -> tuple[dict[str, str], int | None, list | None, dict[str, list[str]]]:
+    """The partitions the lake holds (with their fingerprints), the last load they include, the
+    table's columns they were all written with (None: not recorded, by an older release), and
+    each partition's files beside ``part-0`` (an append-only table's added files)."""
     text = lake.read_text(t.folder, MANIFEST)
     if not text:
-        return {}, None, None
+        return {}, None, None, {}
     body = json.loads(text)
-    return body["partitions"], body.get("load_id"), body.get("columns")
+    return body["partitions"], body.get("load_id"), body.get("columns"), body.get("added_files", {})
 
 
 def _save_manifest(lake: Lake, t: LakeTable, parts: dict[str, str], load_id: int | None,
-                   columns: list | None) -> None:
+                   columns: list | None, added: dict[str, list[str]]) -> None:
     body = {"table": t.name, "partition_column": PARTITION if t.date_expr else None,
-            "load_id": load_id, "columns": columns, "partitions": dict(sorted(parts.items()))}
+            "load_id": load_id, "columns": columns, "partitions": dict(sorted(parts.items())),
+            "added_files": {p: files for p, files in sorted(added.items()) if files and p in parts}}
     lake.write_atomic(json.dumps(body, indent=1).encode("utf-8"), t.folder, MANIFEST)
 
 
@@ -321,9 +366,10 @@ def _partition_dir(t: LakeTable, p: str) -> tuple[str, ...]:
 
 
 def _remove_foreign_files(lake: Lake, folder: tuple[str, ...]) -> None:
-    """Other Parquet files in a partition the export just replaced (a Spark engine's output in
-    the same lake) would double its rows: they go. One engine should own a lake's Silver
-    folders (README); this keeps a switch between them from double counting."""
+    """Other Parquet files in a partition the export just rewrote whole (an append-only table's
+    added files, now in ``part-0``; a Spark engine's output in the same lake) would double its
+    rows: they go. One engine should own a lake's Silver folders (README); this keeps a switch
+    between them from double counting."""
     own = lake.path(*folder, PART_FILE)
     prefix = lake.path(*folder) + "/"
     for path in lake.files(*folder):
@@ -336,18 +382,26 @@ def _remove_foreign_files(lake: Lake, folder: tuple[str, ...]) -> None:
 WRITERS = 2
 
 
-def _write_partition(con: duckdb.DuckDBPyConnection, t: LakeTable, p: str, columns: str, local: Path) -> Path:
-    """One partition's rows as a Parquet file at ``local`` (a temp file), on a cursor of its own."""
-    where = "" if t.date_expr is None else (
-        f"WHERE {t.date_expr} IS NULL" if p == "__null__"
-        else f"WHERE {t.date_expr} = CAST($p AS DATE){_range(t, '=')}")
+def _write_partition(con: duckdb.DuckDBPyConnection, t: LakeTable, p: str, columns: str, local: Path,
+                     after_load: int | None = None) -> Path:
+    """One partition's rows (only those of the loads after ``after_load`` when given) as a Parquet
+    file at ``local`` (a temp file), on a cursor of its own."""
+    conditions, params = [], {}
+    if t.date_expr is not None:
+        conditions.append(f"{t.date_expr} IS NULL" if p == "__null__"
+                          else f"{t.date_expr} = CAST($p AS DATE){_range(t, '=')}")
+        if p != "__null__":
+            params["p"] = p
+    if after_load is not None:
+        conditions.append(f"{t.load_column} > $after")
+        params["after"] = after_load
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     # COPY's target cannot be a bound parameter: the path (ours: lake root + uuid) is quoted
     target = str(local).replace("'", "''")
     cur = con.cursor()
     try:                        # the caller removes ``local`` whatever happens here
         cur.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{target}' "
-                    "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)",
-                    {"p": p} if "$p" in where else {}).fetchall()
+                    "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)", params).fetchall()
     finally:
         cur.close()
     return local
@@ -379,7 +433,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
         for t in tables or TABLES:
             if t.name not in existing:
                 continue
-            held, mark, shape = _manifest(lake, t)
+            held, mark, shape, added = _manifest(lake, t)
             columns_now = [list(c) for c in table_columns(con, t.name)]
             # a table whose columns changed (an upgrade rebuilt Silver in a new shape) is rewritten
             # whole: readers of a folder need one schema in every file. Its manifest keeps the old
@@ -399,17 +453,29 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             changed = sorted(p for p, fp in now.items() if reshaped or held.get(p) != fp)
             gone = sorted(p for p in in_scope if p not in now)
             columns = _export_select(con, t) if changed else ""
+            # an append-only table's partition that only gained rows (its fingerprint is the one
+            # recorded plus that of the rows of the loads since) gets them as a file of its own
+            appendable: set[str] = set()
+            if t.load_column and scoped and changed:
+                new_rows = fingerprints(con, t, since, after_load=mark)
+                appendable = {p for p in changed if p in held and p in new_rows
+                              and _added(held[p], new_rows[p]) == now[p]
+                              and 1 + len(set(added.get(p, [])) | {added_file(mark)}) <= MAX_PART_FILES}
             # the partitions are written two at a time (DuckDB writes one Parquet file on one
             # thread), at most WRITERS ahead of the one being put in place and recorded, in order
             with ThreadPoolExecutor(max_workers=WRITERS) as pool:
                 writing: dict[str, tuple[Any, Path]] = {}
                 queue = iter(changed)
 
+                def name_of(p: str) -> str:
+                    return added_file(mark) if p in appendable else PART_FILE
+
                 def write_next() -> None:
                     p = next(queue, None)
                     if p is not None:
-                        local = lake.temp_for(Path(tmp), *_partition_dir(t, p), PART_FILE)
-                        writing[p] = (pool.submit(_write_partition, con, t, p, columns, local), local)
+                        local = lake.temp_for(Path(tmp), *_partition_dir(t, p), name_of(p))
+                        after = mark if p in appendable else None
+                        writing[p] = (pool.submit(_write_partition, con, t, p, columns, local, after), local)
 
                 try:
                     for _ in range(WRITERS):
@@ -419,12 +485,16 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                         try:
                             future.result()
                             write_next()
-                            lake.put_file(local, *_partition_dir(t, p), PART_FILE)
+                            lake.put_file(local, *_partition_dir(t, p), name_of(p))
                         finally:
                             local.unlink(missing_ok=True)   # a failed write leaves no temp file
-                        _remove_foreign_files(lake, _partition_dir(t, p))
+                        if p in appendable:
+                            added[p] = sorted(set(added.get(p, [])) | {name_of(p)})
+                        else:
+                            _remove_foreign_files(lake, _partition_dir(t, p))
+                            added.pop(p, None)
                         held[p] = now[p]
-                        _save_manifest(lake, t, held, mark, shape)
+                        _save_manifest(lake, t, held, mark, shape, added)
                         result.written[t.name] = result.written.get(t.name, 0) + 1
                         replaced += 1
                         if crash_after is not None and replaced >= crash_after:
@@ -442,10 +512,11 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             for p in gone:
                 lake.delete_dir(*_partition_dir(t, p))
                 held.pop(p, None)
-                _save_manifest(lake, t, held, mark, shape)
+                added.pop(p, None)
+                _save_manifest(lake, t, held, mark, shape, added)
                 result.removed[t.name] = result.removed.get(t.name, 0) + 1
             if changed or gone or mark != latest or reshaped:
-                _save_manifest(lake, t, held, latest, columns_now)  # the table now includes every load
+                _save_manifest(lake, t, held, latest, columns_now, added)  # the table now includes every load
     result.seconds = time.monotonic() - started
     return result
 

@@ -60,20 +60,31 @@ def test_after_each_committed_run_the_lake_equals_the_warehouse(loaded):
 
 
 def test_only_the_partitions_that_changed_were_rewritten(loaded):
+    """A partition whose rows did not change keeps its file; one that changed is rewritten, or,
+    for an append-only table, keeps its file and gains one with the new rows (listed in the
+    manifest)."""
     cfg, lake_root, first, manifests = loaded
     now = {str(p.relative_to(lake_root)): p.stat().st_ino for p in lake_root.rglob("*.parquet")}
-    kept = rewritten = 0
+    kept = rewritten = appended = 0
     for t in lakehouse.TABLES:
-        after = json.loads((lake_root / t.folder / lakehouse.MANIFEST).read_text())["partitions"]
+        manifest = json.loads((lake_root / t.folder / lakehouse.MANIFEST).read_text())
+        after, added = manifest["partitions"], manifest["added_files"]
         for part, fingerprint in manifests[t.name].items():
-            rel = str(Path(t.folder) / (f"{lakehouse.PARTITION}={part}" if t.date_expr else "") / lakehouse.PART_FILE)
+            folder = Path(t.folder) / (f"{lakehouse.PARTITION}={part}" if t.date_expr else "")
+            rel = str(folder / lakehouse.PART_FILE)
             if after.get(part) == fingerprint:
                 assert now[rel] == first[rel], f"{rel} did not change but was rewritten"
+                assert part not in added
                 kept += 1
+            elif part in added:
+                assert t.load_column and now[rel] == first[rel], f"{rel} was rewritten and added to"
+                assert sorted(p for p in now if p.startswith(f"{folder}/")) == \
+                    sorted([rel] + [str(folder / name) for name in added[part]])
+                appended += 1
             elif part in after:
                 assert now[rel] != first[rel], f"{rel} changed but was not rewritten"
                 rewritten += 1
-    assert kept > 0 and rewritten > 0
+    assert kept > 0 and rewritten > 0 and appended > 0
     # nothing half-written is left behind
     assert not [p for p in lake_root.rglob("*") if p.name.startswith(".")]
 

@@ -141,3 +141,94 @@ def test_a_crash_while_partitions_are_written_ahead_leaves_no_temp_file(project,
     finally:
         con.close()
     assert _lake_equals_warehouse(cfg, tmp_path / "lake") == []
+
+
+def _added_files(root: Path) -> dict[tuple[str, str], list[str]]:
+    """(table, partition) -> the added files the manifests list, for the append-only tables; each
+    checked against the folder (part-0 and exactly those)."""
+    out = {}
+    for t in lakehouse.TABLES:
+        if not t.load_column:
+            continue
+        manifest = json.loads((root / t.folder / lakehouse.MANIFEST).read_text())
+        for part in manifest["partitions"]:
+            names = manifest["added_files"].get(part, [])
+            folder = root / t.folder / f"{lakehouse.PARTITION}={part}"
+            assert sorted(f.name for f in folder.glob("*.parquet")) == sorted([lakehouse.PART_FILE] + names)
+            out[(t.name, part)] = names
+    return out
+
+
+def _batches(tmp_path: Path, n: int) -> list[Path]:
+    from nelo_etl.simulate import SimConfig, Simulator, write_batches
+
+    messages = Simulator(SimConfig.chaos(events=900, seed=31, days=2, late_rate=0.08)).messages()
+    return [Path(p) for p in write_batches(messages, str(tmp_path / "batches"), batches=n)]
+
+
+def test_append_only_partitions_gain_a_file_per_export_and_are_compacted(tmp_path, monkeypatch):
+    """stg_events, fct_events, fct_event_items: each export adds a partition's new rows as a file
+    of their own (listed in the manifest) instead of rewriting it; a partition that would pass
+    MAX_PART_FILES is rewritten as one file. The lake equals the warehouse after every export."""
+    from ..silver_helpers import load, make_project
+
+    files = _batches(tmp_path, 5)
+    cfg = make_project(tmp_path / "project")
+    root = Path(cfg.path).parent / cfg.lakehouse_path
+    for f in files[:4]:
+        load(cfg, [f])
+        assert _lake_equals_warehouse(cfg, root) == []
+    grown = {key: names for key, names in _added_files(root).items() if len(names) >= 2}
+    assert grown and {t for t, _ in grown} == {"stg_events", "fct_events", "fct_event_items"}
+    monkeypatch.setattr(lakehouse, "MAX_PART_FILES", 2)
+    load(cfg, [files[4]])
+    assert _lake_equals_warehouse(cfg, root) == []
+    after = _added_files(root)
+    assert all(len(names) <= 1 for names in after.values())
+    assert any(after[key] == [] for key in grown)               # compacted into part-0
+
+
+def test_an_added_file_the_manifest_never_recorded_doubles_no_row(tmp_path, monkeypatch):
+    """A crash after an added file was put and before the manifest named it (the manifest as it
+    was before), then the same export again, then more loads; and a crash after a partition was
+    compacted and recorded but before the table's mark moved, then more loads (the partition's
+    file holds rows of loads after the mark: the sums no longer add up, so it is rewritten whole
+    again, not added to). No row is ever in the lake twice."""
+    from ..silver_helpers import load, make_project
+
+    files = _batches(tmp_path, 5)
+    cfg = make_project(tmp_path / "project")
+    root = Path(cfg.path).parent / cfg.lakehouse_path
+    lake = lakehouse.open_lake(str(root))
+    appendable = [t for t in lakehouse.TABLES if t.load_column]
+    load(cfg, [files[0]])
+    before = {t.name: (root / t.folder / lakehouse.MANIFEST).read_text() for t in appendable}
+    load(cfg, [files[1]])
+    assert any(_added_files(root).values())
+
+    def forget() -> None:
+        for t in appendable:
+            (root / t.folder / lakehouse.MANIFEST).write_text(before[t.name])
+
+    def export(**kwargs):
+        con = duckdb.connect(str(cfg.database_path), read_only=True)
+        try:
+            return lakehouse.export(con, lake, tmp_path / "work", **kwargs)
+        finally:
+            con.close()
+
+    forget()
+    assert _lake_equals_warehouse(cfg, root) == []              # the file is there, the manifest behind
+    assert export().written                                     # the same file again
+    assert _lake_equals_warehouse(cfg, root) == []
+    forget()
+    load(cfg, [files[2]])                                       # its own export: one file for both loads
+    assert _lake_equals_warehouse(cfg, root) == []
+    staging.process_files(cfg, [files[3]], move=False, refresh_gold=False)   # committed, not exported
+    monkeypatch.setattr(lakehouse, "MAX_PART_FILES", 1)        # every partition compacted
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        export(tables=appendable, crash_after=1)
+    monkeypatch.setattr(lakehouse, "MAX_PART_FILES", 24)
+    load(cfg, [files[4]])
+    assert _lake_equals_warehouse(cfg, root) == []
+    _added_files(root)
