@@ -135,6 +135,8 @@ class Settings(BaseModel):
         description="DuckDB storage format of the published files (v1.0.0: every DuckDB 1.x and 2.x client reads them)")
     team_refresh_minutes: float = Field(
         60.0, ge=0, description="how often the team files (whole-history Gold aggregates) are rebuilt; the analytics file is published every run (0: every run too)")
+    vacuum_minutes: float = Field(
+        60.0, ge=0, description="how often a run's checkpoints compact the rows earlier batches deleted (DuckDB's vacuum), per file; the runs between only mark rows deleted (0: every run)")
     analysts_group: Optional[str] = Field(
         None, description="Unix group that may read analytics.duckdb (mode 0440; null: the job's group)")
     teams: dict[str, TeamSettings] = Field(

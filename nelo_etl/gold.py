@@ -31,7 +31,7 @@ import duckdb
 
 from . import silver, sql
 from .config import Config
-from .db import transaction
+from .db import mark_vacuumed, transaction, vacuum_due
 from .ingest import fsync_dir
 
 log = logging.getLogger("nelo_etl.gold")
@@ -270,13 +270,19 @@ def publish(cfg: Config, con: duckdb.DuckDBPyConnection, teams: bool | None = No
     gens = gen_paths(cfg)
     live = live_gen(cfg)
     spare, donor = (gens[1 - live], gens[live]) if live is not None else (gens[0], gens[1])
+    # the generation's checkpoints compact its deleted rows once every vacuum_minutes (db.py)
+    vacuum = vacuum_due(cfg, spare.name)
+    con.execute("SET max_vacuum_tasks = 100" if vacuum else "SET max_vacuum_tasks = 0").fetchall()
     stats = update_generation(con, spare, donor, cfg.analytics_storage_version)
-    pub = duckdb.connect(str(spare))
+    pub = duckdb.connect(str(spare), config={} if vacuum else {"max_vacuum_tasks": 0})
     try:
         create_views(pub)
         pub.execute("CHECKPOINT").fetchall()
     finally:
         pub.close()
+    if vacuum:
+        mark_vacuumed(cfg, spare.name)
+    stats["vacuumed"] = vacuum
     _install_link(spare, target, cfg.analysts_group)
     due = teams_due(cfg) if teams is None else (sorted(cfg.teams) if teams else [])
     t = time.monotonic()

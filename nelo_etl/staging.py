@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from . import gold, lakehouse, silver, sql, warehouse, wire
 from .cli import first_line
 from .config import Config
-from .db import DatabaseBusy, connect, ensure_schema
+from .db import DatabaseBusy, connect, ensure_schema, mark_vacuumed, vacuum_due
 from .ingest import crash_point, durable_copy, fsync_dir, try_lock
 
 log = logging.getLogger("nelo_etl.staging")
@@ -1142,14 +1142,17 @@ def _process_files(cfg: Config, paths: Sequence[Path], reprocess: bool, move: bo
                    refresh_gold: bool) -> RunResult:
     run = RunResult()
     pending = list(paths)
+    vacuum = vacuum_due(cfg, "warehouse")
     while pending:
         warehouse.check_present(cfg)    # lost since files were loaded: stop, never start an empty one
         group, pending = _next_group(pending)
-        for path, result in _load_paths(cfg, group, reprocess):
+        for path, result in _load_paths(cfg, group, reprocess, vacuum):
             if result.status in ("committed", "skipped") and move and path.parent == Path(cfg.staging_dir):
                 move_to(path, Path(cfg.processed_dir))
             log.info("%s", result.line())
             run.files.append(result)
+    if vacuum and any(f.status == "committed" for f in run.files):
+        mark_vacuumed(cfg, "warehouse")     # its connections are closed: checkpointed, compacted
     if refresh_gold and (any(f.status == "committed" for f in run.files) or publication_pending(cfg)):
         warehouse.check_present(cfg)    # publishing would create an empty one
         run.gold = refresh_gold_layer(cfg)
@@ -1172,9 +1175,10 @@ def _next_group(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return paths, []
 
 
-def _load_paths(cfg: Config, paths: list[Path], reprocess: bool) -> list[tuple[Path, FileResult]]:
+def _load_paths(cfg: Config, paths: list[Path], reprocess: bool, vacuum: bool = True) -> list[tuple[Path, FileResult]]:
     """Load ``paths`` on one connection: every file that is ready in one transaction, or, when
-    that fails (or only one is ready), each in its own. One result per path, in order."""
+    that fails (or only one is ready), each in its own. One result per path, in order.
+    ``vacuum``: whether the commits' checkpoints compact deleted rows (db.vacuum_due)."""
     results: dict[Path, FileResult] = {}
     failures: list[tuple[Path, str]] = []          # ledger rows to write once the connection is closed
 
@@ -1187,7 +1191,8 @@ def _load_paths(cfg: Config, paths: list[Path], reprocess: bool) -> list[tuple[P
             failures.append((path, result.error or ""))
 
     try:
-        con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
+        con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit,
+                      vacuum=vacuum)
     except Exception as exc:  # noqa: BLE001 - every file of the group reports it
         for path in paths:
             failed(path, exc)
