@@ -22,7 +22,7 @@ def test_bench_smoke_writes_a_results_table(tmp_path):
     for case in ("backfill_1_file", "incremental_on_100k", "floor_read_json", "naive_pandas_rowwise", "rebuild_silver"):
         assert f"| {case} |" in text
     assert "- commit: " in text and "- machine: " in text
-    assert "| backfill_1_file | parse |" in text            # stage timings are recorded
+    assert "| backfill_1_file | stage |" in text            # stage timings are recorded
 
 
 def test_bench_explain_profiles_a_batch_on_a_kept_history(tmp_path):
