@@ -665,6 +665,13 @@ def _stage_streamed(con: Any, load: _Load, params: dict[str, Any]) -> int:
             slot.table = NATIVE_SCHEMA.empty_table()
 
     for parsed, rejected in _native_chunks(load.cfg, load.path, load.dead_letters, NATIVE_CHUNK_BYTES, declined):
+        # a piece ends only where a byte chunk does: a chunk's declined lines come after its
+        # accepted ones (the contract parser takes them), and an event's first line must meet its
+        # later copies in one piece, or in a piece after them (review: a declined first line lost
+        # to a later accepted copy)
+        if parsed.schema == NATIVE_SCHEMA and held and sum(t.num_rows for t in held) >= STAGE_ROWS:
+            stage(held)
+            held = []
         if rejected.num_rows:
             rejected_slot.table = rejected
             con.execute("INSERT INTO rejected_lines BY NAME SELECT * FROM _rejected_chunk").fetchall()
@@ -673,9 +680,6 @@ def _stage_streamed(con: Any, load: _Load, params: dict[str, Any]) -> int:
             continue
         messages += pc.count_distinct(parsed["line_number"]).as_py()
         held.append(parsed if parsed.schema == NATIVE_SCHEMA else parsed.cast(NATIVE_SCHEMA))
-        if sum(t.num_rows for t in held) >= STAGE_ROWS:
-            stage(held)
-            held = []
     if held:
         stage(held)
     con.unregister("parsed_items")
