@@ -293,10 +293,29 @@ def fingerprints(con: duckdb.DuckDBPyConnection, t: LakeTable, since: dt.date | 
     return {p if p is not None else "__null__": f"{n}:{h}" for p, n, h in rows}
 
 
-def _added(before: str, rows: str) -> str:
-    """The fingerprint of a partition after ``rows`` were added to it (counts and sums add up)."""
-    (n1, h1), (n2, h2) = (f.split(":") for f in (before, rows))
-    return f"{int(n1) + int(n2)}:{int(h1) + int(h2)}"
+def _added(before: str, rows: str) -> str | None:
+    """The fingerprint of a partition after ``rows`` were added to it (counts and sums add up);
+    None when ``before`` is no fingerprint (REWRITING)."""
+    try:
+        (n1, h1), (n2, h2) = (f.split(":") for f in (before, rows))
+        return f"{int(n1) + int(n2)}:{int(h1) + int(h2)}"
+    except ValueError:
+        return None
+
+
+#: A partition's fingerprint in the manifest while it is rewritten whole over added files: a
+#: crash between the new part-0 and the removal of the others leaves it marked, so the next
+#: export rewrites it again instead of adding to it.
+REWRITING = "rewriting"
+
+
+def _only_own_files(lake: "Lake", t: LakeTable, p: str, own: list[str], mark: int) -> bool:
+    """Whether the partition's folder holds only the export's files (part-0, the added files the
+    manifest names, the one this export may write again): another engine's output there (say
+    Spark's, after a switch) must go, which only a rewrite does."""
+    allowed = {PART_FILE, added_file(mark), *own}
+    folder = lake.path(*_partition_dir(t, p)) + "/"
+    return all(path[len(folder):] in allowed for path in lake.files(*_partition_dir(t, p)))
 
 
 def added_file(mark: int) -> str:
@@ -460,7 +479,8 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                 new_rows = fingerprints(con, t, since, after_load=mark)
                 appendable = {p for p in changed if p in held and p in new_rows
                               and _added(held[p], new_rows[p]) == now[p]
-                              and 1 + len(set(added.get(p, [])) | {added_file(mark)}) <= MAX_PART_FILES}
+                              and 1 + len(set(added.get(p, [])) | {added_file(mark)}) <= MAX_PART_FILES
+                              and _only_own_files(lake, t, p, added.get(p, []), mark)}
             # the partitions are written two at a time (DuckDB writes one Parquet file on one
             # thread), at most WRITERS ahead of the one being put in place and recorded, in order
             with ThreadPoolExecutor(max_workers=WRITERS) as pool:
@@ -485,6 +505,9 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                         try:
                             future.result()
                             write_next()
+                            if p not in appendable and added.get(p):
+                                held[p] = REWRITING         # until its added files are gone
+                                _save_manifest(lake, t, held, mark, shape, added)
                             lake.put_file(local, *_partition_dir(t, p), name_of(p))
                         finally:
                             local.unlink(missing_ok=True)   # a failed write leaves no temp file

@@ -232,3 +232,61 @@ def test_an_added_file_the_manifest_never_recorded_doubles_no_row(tmp_path, monk
     load(cfg, [files[4]])
     assert _lake_equals_warehouse(cfg, root) == []
     _added_files(root)
+
+
+def test_another_engines_file_in_an_append_only_partition_makes_it_rewritten(tmp_path):
+    """A Parquet file the export did not write (Spark's output after a switch of engines) in a
+    partition that gained rows: the partition is rewritten whole and the file goes, rather than
+    getting an added file beside it (its rows would count twice). Found by review."""
+    import shutil
+
+    from ..silver_helpers import load, make_project
+
+    files = _batches(tmp_path, 3)
+    cfg = make_project(tmp_path / "project")
+    root = Path(cfg.path).parent / cfg.lakehouse_path
+    load(cfg, [files[0]])
+    t = lakehouse.table("stg_events")
+    before = json.loads((root / t.folder / lakehouse.MANIFEST).read_text())["partitions"]
+    for folder in (root / t.folder).glob("event_date=*"):
+        shutil.copyfile(folder / lakehouse.PART_FILE, folder / "part-00000-spark.snappy.parquet")
+    load(cfg, [files[1]])
+    manifest = json.loads((root / t.folder / lakehouse.MANIFEST).read_text())
+    changed = [p for p in before if manifest["partitions"].get(p) != before[p]]
+    assert changed
+    for p in changed:
+        folder = root / t.folder / f"{lakehouse.PARTITION}={p}"
+        assert sorted(f.name for f in folder.glob("*.parquet")) == [lakehouse.PART_FILE]
+        assert p not in manifest["added_files"]
+
+
+def test_a_compaction_that_cannot_remove_the_added_files_is_redone_by_the_next_export(tmp_path, monkeypatch):
+    """A compaction puts the new part-0, then removes the added files. When that removal fails (a
+    crash, an S3 policy without DeleteObject) the manifest still marks the partition as being
+    rewritten, so the next export rewrites it again instead of adding to it: the lake equals the
+    warehouse again, no row twice. Found by review."""
+    from ..silver_helpers import load, make_project
+
+    files = _batches(tmp_path, 4)
+    cfg = make_project(tmp_path / "project")
+    root = Path(cfg.path).parent / cfg.lakehouse_path
+    load(cfg, [files[0]])
+    load(cfg, [files[1]])
+    assert any(_added_files(root).values())
+    monkeypatch.setattr(lakehouse, "MAX_PART_FILES", 1)            # the next export compacts
+
+    def denied(lake, folder):
+        raise OSError("AccessDenied: s3:DeleteObject")
+
+    real = lakehouse._remove_foreign_files
+    monkeypatch.setattr(lakehouse, "_remove_foreign_files", denied)
+    run = staging.process_files(cfg, [files[2]], move=False)
+    assert isinstance(run.lake, str) and "AccessDenied" in run.lake and not run.ok
+    marked = [t.name for t in lakehouse.TABLES if t.load_column and lakehouse.REWRITING in
+              json.loads((root / t.folder / lakehouse.MANIFEST).read_text())["partitions"].values()]
+    assert marked
+    monkeypatch.setattr(lakehouse, "_remove_foreign_files", real)
+    monkeypatch.setattr(lakehouse, "MAX_PART_FILES", 24)
+    load(cfg, [files[3]])
+    assert _lake_equals_warehouse(cfg, root) == []
+    _added_files(root)
