@@ -73,10 +73,16 @@ def vacuum_due(cfg: Any, name: str) -> bool:
 
 
 def mark_vacuumed(cfg: Any, name: str) -> None:
-    """Note that the file ``name`` was just checkpointed with compaction."""
+    """Note that the file ``name`` was just checkpointed with compaction. A note that cannot be
+    written costs only an early compaction next run: warned, never raised (the batches are
+    committed by now, and the run must go on to publish them)."""
     marker = _vacuum_marker(cfg, name)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError as exc:
+        log.warning("could not note the compaction of %s in %s (%s); the next run compacts again",
+                    name, marker, exc)
 
 
 def _vacuum_marker(cfg: Any, name: str) -> Path:

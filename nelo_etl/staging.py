@@ -451,9 +451,10 @@ class _Load:
 #: Several waiting files (a backfill, a catch-up, a day of archives) load in one transaction, up
 #: to these bounds: the per-file fixed cost (Silver's 16 models, 8 checks, the commit) is then
 #: paid once per group. A group that fails falls back to one file at a time. Each group's commit
-#: checkpoints (about 1.2 s at 1M events), so fewer, larger groups are cheaper; memory does not
-#: grow with a group (its files are parsed one after the other inside the transaction, in pieces,
-#: and the 1M-event file, 2.2 GB, loads in 1.2 GB). 1M events as 64 files (2.2 GB): 256 MiB groups
+#: checkpoints (about 1.2 s at 1M events), so fewer, larger groups are cheaper; with the compiled
+#: parser memory does not grow with a group (its files are parsed one after the other inside the
+#: transaction, in pieces, and the 1M-event file, 2.2 GB, loads in 1.2 GB; the contract parser's
+#: temp tables spill to disk past duckdb_memory_limit). 1M events as 64 files (2.2 GB): 256 MiB groups
 #: 70.9 s (commits 10.9 s), 1 GiB groups 55.1 s (commits 2.3 s), against 45.9 s as one file.
 GROUP_MAX_FILES = 64
 GROUP_MAX_BYTES = 1024 * 2**20

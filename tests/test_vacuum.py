@@ -94,3 +94,14 @@ def test_runs_compact_the_warehouse_and_each_generation_once_per_interval(projec
     assert seen[0] is True
     assert all(time.time() - m.stat().st_mtime < 600 for m in markers.iterdir()
                if m.name in ("warehouse", ".analytics_b.duckdb"))
+
+
+def test_a_compaction_note_that_cannot_be_written_is_only_a_warning(project, caplog):
+    """The note is written after the batches are committed: failing there must not stop the run
+    from publishing them (review). The next run finds compaction due again."""
+    cfg = load_config(project / "config.json")
+    Path(cfg.work_dir).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.work_dir) / "vacuumed").write_text("a file where the folder should be")
+    db.mark_vacuumed(cfg, "warehouse")
+    assert "could not note the compaction" in caplog.text
+    assert db.vacuum_due(cfg, "warehouse")
