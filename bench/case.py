@@ -140,9 +140,7 @@ def _fresh_copy(base: Path, work: Path):
     run is one of the three in four that find them so (team_refresh_minutes); _team_refresh
     times the fourth's extra work."""
     _clean_case_folder(work)
-    shutil.rmtree(work)
-    shutil.copytree(base, work)
-    (work / CASE_MARK).touch()
+    shutil.copytree(base, work, dirs_exist_ok=True)
     (work / "config.json").write_text((base / "config.json").read_text())
     for team_file in (work / "warehouse").glob("team_*.duckdb"):
         team_file.touch()

@@ -313,9 +313,7 @@ def _only_own_files(lake: "Lake", t: LakeTable, p: str, own: list[str], mark: in
     """Whether the partition's folder holds only the export's files (part-0, the added files the
     manifest names, the one this export may write again): another engine's output there (say
     Spark's, after a switch) must go, which only a rewrite does."""
-    allowed = {PART_FILE, added_file(mark), *own}
-    folder = lake.path(*_partition_dir(t, p)) + "/"
-    return all(path[len(folder):] in allowed for path in lake.files(*_partition_dir(t, p)))
+    return set(_files_in(lake, _partition_dir(t, p))) <= {PART_FILE, added_file(mark), *own}
 
 
 def added_file(mark: int) -> str:
@@ -389,11 +387,15 @@ def _remove_foreign_files(lake: Lake, folder: tuple[str, ...]) -> None:
     added files, now in ``part-0``; a Spark engine's output in the same lake) would double its
     rows: they go. One engine should own a lake's Silver folders (README); this keeps a switch
     between them from double counting."""
-    own = lake.path(*folder, PART_FILE)
-    prefix = lake.path(*folder) + "/"
-    for path in lake.files(*folder):
-        if path != own and "/" not in path[len(prefix):]:
+    for name, path in _files_in(lake, folder).items():
+        if name != PART_FILE:
             lake.fs.delete_file(path)
+
+
+def _files_in(lake: Lake, folder: tuple[str, ...]) -> dict[str, str]:
+    """The visible Parquet files directly in a partition's folder: {name: path}."""
+    prefix = lake.path(*folder) + "/"
+    return {path[len(prefix):]: path for path in lake.files(*folder) if "/" not in path[len(prefix):]}
 
 
 #: Partitions written at once: DuckDB writes a Parquet file on one thread (0.97 s for five

@@ -652,6 +652,7 @@ def _stage_streamed(con: Any, load: _Load, params: dict[str, Any]) -> int:
     select = sql.read_sql(sql.sql_path("staging", "stg_events"))
     messages, declined = 0, [0]
     held: list[pa.Table] = []
+    held_rows = 0
     slot, rejected_slot = _ArrowSlot(NATIVE_SCHEMA), _ArrowSlot(REJECTED_SCHEMA)
     con.register("parsed_items", slot)
     con.register("_rejected_chunk", rejected_slot)
@@ -670,9 +671,9 @@ def _stage_streamed(con: Any, load: _Load, params: dict[str, Any]) -> int:
         # accepted ones (the contract parser takes them), and an event's first line must meet its
         # later copies in one piece, or in a piece after them (review: a declined first line lost
         # to a later accepted copy)
-        if parsed.schema == NATIVE_SCHEMA and held and sum(t.num_rows for t in held) >= STAGE_ROWS:
+        if parsed.schema == NATIVE_SCHEMA and held and held_rows >= STAGE_ROWS:
             stage(held)
-            held = []
+            held, held_rows = [], 0
         if rejected.num_rows:
             rejected_slot.table = rejected
             con.execute("INSERT INTO rejected_lines BY NAME SELECT * FROM _rejected_chunk").fetchall()
@@ -681,6 +682,7 @@ def _stage_streamed(con: Any, load: _Load, params: dict[str, Any]) -> int:
             continue
         messages += pc.count_distinct(parsed["line_number"]).as_py()
         held.append(parsed if parsed.schema == NATIVE_SCHEMA else parsed.cast(NATIVE_SCHEMA))
+        held_rows += parsed.num_rows
     if held:
         stage(held)
     con.unregister("parsed_items")
@@ -693,8 +695,9 @@ def _transaction(con: Any, loads: list[_Load], clock: "_Clock | None", trial: bo
     """Stage the files, then Silver, the checks and COMMIT, all in one transaction; ROLLBACK when
     ``trial`` (a trial only asks whether the rows load). A streamed load is parsed here, in its
     staging. Otherwise, with one file its parse tables already carry the canonical names; with
-    several, each is renamed in and out for its staging (the renames are transactional too). Silver and the checks run once, scoped to every load from
-    the first one on (``$load_id``: the loads of this transaction)."""
+    several, each is renamed in and out for its staging (the renames are transactional too).
+    Silver and the checks run once, scoped to every load from the first one on (``$load_id``:
+    the loads of this transaction)."""
     cfg = loads[0].cfg
     grouped = len(loads) > 1
     con.execute("BEGIN TRANSACTION").fetchall()
