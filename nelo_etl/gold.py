@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import grp
+import hashlib
 import io
 import json
 import logging
@@ -107,10 +108,60 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+#: Holds the fingerprint of the Gold views' SQL files a database's views were made from.
+VIEWS_STATE = "_views_state"
+
+
+def views_fingerprint() -> str:
+    """SHA-256 of every Gold view's file and every Silver header: what create_views writes."""
+    digest = hashlib.sha256()
+    for view in views():
+        digest.update(f"{view.name}\0{view.select}\0".encode())
+    for name, (description, columns) in sorted(silver_docs().items()):
+        digest.update(f"{name}\0{description}\0{sorted(columns.items())}\0".encode())
+    return digest.hexdigest()
+
+
+def views_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the current database already holds what create_views would write: its state
+    table names this fingerprint, every Gold view exists, and every comment (views, their
+    columns, Silver tables and columns that exist) reads as its header says. A Silver table
+    replaced since (CREATE OR REPLACE drops its comments) or a view dropped by hand fails it."""
+    db_name = con.execute("SELECT current_database()").fetchall()[0][0]
+    try:
+        (state,) = con.execute(f"SELECT views_sha FROM {VIEWS_STATE}").fetchall()
+    except (duckdb.Error, ValueError):
+        return False
+    if state[0] != views_fingerprint():
+        return False
+    said = dict(((r[0], None), r[1]) for r in con.execute(
+        "SELECT view_name, comment FROM duckdb_views() WHERE database_name = $d AND schema_name = 'main' "
+        "UNION ALL SELECT table_name, comment FROM duckdb_tables() WHERE database_name = $d AND schema_name = 'main'",
+        {"d": db_name}).fetchall())
+    said.update(((t, c), text) for t, c, text in con.execute(
+        "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE database_name = $d "
+        "AND schema_name = 'main'", {"d": db_name}).fetchall())
+    wanted: dict[tuple[str, str | None], str] = {}
+    for view in views():
+        wanted[(view.name, None)] = view.description
+        wanted.update(((view.name, c), text) for c, text in view.columns.items())
+    for name, (description, columns) in silver_docs().items():
+        if (name, None) in said:                    # tables not created yet are not commented
+            wanted[(name, None)] = description
+            wanted.update(((name, c), text) for c, text in columns.items() if (name, c) in said)
+    return all(said.get(key, _MISSING) == text for key, text in wanted.items())
+
+
+_MISSING = object()
+
+
 def create_views(con: duckdb.DuckDBPyConnection) -> int:
     """CREATE OR REPLACE every Gold view and COMMENT ON it and its columns (idempotent); and
     COMMENT ON every Silver table and column that exists. One transaction: some 400 catalog
-    changes commit once, not one by one (8 times faster)."""
+    changes commit once, not one by one (8 times faster). Skipped when the database holds them
+    already (views_current): about 0.15 s a run, twice (the warehouse and the publication)."""
+    if views_current(con):
+        return len(views())
     with transaction(con):
         for view in views():
             con.execute(f"CREATE OR REPLACE VIEW {view.name} AS {sql.strip_comments(view.select)}").fetchall()
@@ -118,6 +169,8 @@ def create_views(con: duckdb.DuckDBPyConnection) -> int:
             for column, text in view.columns.items():
                 con.execute(f"COMMENT ON COLUMN {view.name}.{column} IS {_quote(text)}").fetchall()
         comment_silver(con)
+        con.execute(f"CREATE OR REPLACE TABLE {VIEWS_STATE} AS SELECT $sha AS views_sha",
+                    {"sha": views_fingerprint()}).fetchall()
     return len(views())
 
 
