@@ -50,6 +50,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -249,8 +250,10 @@ class ExportResult:
 
 def table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]]:
     """A warehouse table's (column, type) in order."""
+    # the warehouse's own: the publication may have a generation attached meanwhile (same names)
     return con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t "
-                       "AND NOT internal ORDER BY column_index", {"t": name}).fetchall()
+                       "AND database_name = current_database() AND schema_name = 'main' AND NOT internal "
+                       "ORDER BY column_index", {"t": name}).fetchall()
 
 
 def _export_select(con: duckdb.DuckDBPyConnection, t: LakeTable) -> str:
@@ -443,7 +446,8 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
     """
     started = time.monotonic()
     result = ExportResult()
-    existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                                          "current_database() AND schema_name = 'main'").fetchall()}
     if "stg_events" not in existing:
         return result
     latest = con.execute("SELECT max(load_id) FROM stg_events").fetchall()[0][0]
@@ -546,25 +550,57 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
     return result
 
 
-def export_after_run(cfg: Any) -> ExportResult | str | None:
+def export_after_run(cfg: Any, con: duckdb.DuckDBPyConnection | None = None) -> ExportResult | str | None:
     """The hook after a committed run: export, or the error as one line (the batches are
-    committed; the next run's export finishes the job). None when no lake is configured."""
+    committed; the next run's export finishes the job). None when no lake is configured.
+    ``con``: a cursor on the open warehouse to read it through (ExportThread); otherwise the
+    export opens the warehouse read-only itself."""
     if not cfg.lakehouse_path:
         return None
     from .db import connect
 
     try:
-        con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, read_only=True,
-                      memory_limit=cfg.duckdb_memory_limit)
+        own = con is None
+        if own:
+            con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, read_only=True,
+                          memory_limit=cfg.duckdb_memory_limit)
         try:
             result = export(con, lake_of(cfg), Path(cfg.work_dir))
         finally:
-            con.close()
+            if own:
+                con.close()
         log.info("%s", result.line())
         return result
     except Exception as exc:  # noqa: BLE001 - reported; nothing is lost, the next run exports again
         log.exception("lake export failed")
         return f"lake export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+
+
+class ExportThread:
+    """The lake export on a thread of its own, reading the warehouse through a cursor of ``con``
+    while the caller publishes the analytics file on ``con`` itself. Both only read the committed
+    Silver tables (the publication writes its own files and two ops tables the export does not
+    read); together they take the larger of the two instead of the sum: after a 16k batch at 5M,
+    3.3 s -> 2.2 s, at 100k 1.6 s -> 1.0 s (ad hoc, one run each). ``join`` before closing ``con``."""
+
+    def __init__(self, cfg: Any, con: duckdb.DuckDBPyConnection) -> None:
+        self.cursor = con.cursor()
+        self.result: ExportResult | str | None = None
+        self.thread = threading.Thread(target=self._run, args=(cfg,), name="lake-export", daemon=True)
+        self.thread.start()
+
+    def _run(self, cfg: Any) -> None:
+        self.result = export_after_run(cfg, self.cursor)
+
+    def join(self, interrupt: bool = False) -> ExportResult | str | None:
+        """Wait for the export (``interrupt``: stop its statement first: the caller is failing or
+        stopping; the export then reports itself failed and the next run redoes it). Returns its
+        result, or the error as one line."""
+        if interrupt:
+            self.cursor.interrupt()
+        self.thread.join()
+        self.cursor.close()
+        return self.result
 
 
 # --------------------------------------------------------------------------------------------

@@ -1163,10 +1163,7 @@ def _process_files(cfg: Config, paths: Sequence[Path], reprocess: bool, move: bo
         mark_vacuumed(cfg, "warehouse")     # its connections are closed: checkpointed, compacted
     if refresh_gold and (any(f.status == "committed" for f in run.files) or publication_pending(cfg)):
         warehouse.check_present(cfg)    # publishing would create an empty one
-        run.gold = refresh_gold_layer(cfg)
-        # the lakehouse (staged events + Silver as Parquet); a failure loses nothing: the next
-        # committed run's export rewrites whatever still differs
-        run.lake = lakehouse.export_after_run(cfg)
+        run.gold, run.lake = refresh_gold_layer(cfg, export_lake=True)
     return run
 
 
@@ -1279,15 +1276,34 @@ def publication_pending(cfg: Config) -> bool:
         con.close()
 
 
-def refresh_gold_layer(cfg: Config) -> dict[str, float] | str:
+def refresh_gold_layer(cfg: Config, export_lake: bool = False) -> Any:
     """Gold views and the analysts' file after committed loads. A failure here loses no data (the
-    batches are committed): it is reported, and the next run publishes again."""
+    batches are committed): it is reported, and the next run publishes again.
+
+    ``export_lake``: the lakehouse too (staged events + Silver as Parquet), at the same time, on
+    a thread reading through a cursor of the same connection (lakehouse.ExportThread); returns
+    (gold result, lake result) then. A failure of either loses nothing and leaves the other be:
+    the next committed run's export rewrites whatever still differs."""
+    lake = None
     try:
         con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, memory_limit=cfg.duckdb_memory_limit)
-        try:
-            return gold.refresh(cfg, con)
-        finally:
-            con.close()
     except Exception as exc:  # noqa: BLE001
         log.exception("gold refresh failed")
-        return f"gold refresh failed: {type(exc).__name__}: {first_line(exc)}"
+        failed = f"gold refresh failed: {type(exc).__name__}: {first_line(exc)}"
+        return (failed, lakehouse.export_after_run(cfg)) if export_lake else failed
+    try:
+        if export_lake and cfg.lakehouse_path:
+            lake = lakehouse.ExportThread(cfg, con)
+        try:
+            gold_result: Any = gold.refresh(cfg, con)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("gold refresh failed")
+            gold_result = f"gold refresh failed: {type(exc).__name__}: {first_line(exc)}"
+        lake_result = lake.join() if lake else None
+    except BaseException:
+        if lake:                        # stopping (SIGTERM, ^C): the export stops too, then the connection closes
+            lake.join(interrupt=True)
+        raise
+    finally:
+        con.close()
+    return (gold_result, lake_result) if export_lake else gold_result

@@ -290,3 +290,82 @@ def test_a_compaction_that_cannot_remove_the_added_files_is_redone_by_the_next_e
     load(cfg, [files[3]])
     assert _lake_equals_warehouse(cfg, root) == []
     _added_files(root)
+
+
+def _export_started_before(monkeypatch, then):
+    """Make gold.publish wait (up to 60 s) until the lake export has started on its thread, then
+    call ``then``; returns what was seen: the export's thread name and whether they overlapped."""
+    import threading
+
+    from nelo_etl import gold
+
+    seen: dict = {}
+    started = threading.Event()
+    real_export, real_publish = lakehouse.export, gold.publish
+
+    def export(*args, **kwargs):
+        seen["export_thread"] = threading.current_thread().name
+        started.set()
+        return real_export(*args, **kwargs)
+
+    def publish(cfg, con, *args, **kwargs):
+        seen["overlapped"] = started.wait(60)
+        return then(real_publish, cfg, con, *args, **kwargs)
+
+    monkeypatch.setattr(lakehouse, "export", export)
+    monkeypatch.setattr(gold, "publish", publish)
+    return seen
+
+
+def test_the_publication_and_the_export_run_together_and_fail_apart(project, monkeypatch):
+    cfg = load_config(write_config(project, lakehouse_path="lake"))
+
+    def failing(real, *args, **kwargs):
+        raise RuntimeError("simulated publication failure")
+
+    seen = _export_started_before(monkeypatch, failing)
+    run = staging.process_files(cfg, [copy_samples(project / "staging")])
+    assert seen == {"export_thread": "lake-export", "overlapped": True}
+    assert [f.status for f in run.files] == ["committed"]
+    assert isinstance(run.gold, str) and "simulated publication failure" in run.gold
+    assert isinstance(run.lake, lakehouse.ExportResult) and run.lake.written     # exported all the same
+    assert _lake_equals_warehouse(cfg, project / "lake") == []
+
+
+def test_a_stop_during_the_publication_stops_the_export_and_loses_nothing(project, monkeypatch):
+    import threading
+
+    cfg = load_config(write_config(project, lakehouse_path="lake"))
+
+    def stopped(real, *args, **kwargs):
+        raise KeyboardInterrupt            # what SIGTERM's handler and ^C raise
+
+    seen = _export_started_before(monkeypatch, stopped)
+    with pytest.raises(KeyboardInterrupt):
+        staging.process_files(cfg, [copy_samples(project / "staging")])
+    assert seen["overlapped"]
+    assert not [t for t in threading.enumerate() if t.name == "lake-export"]       # joined
+    assert [f for f in (project / "lake").rglob("*") if ".tmp" in f.name] == []
+    monkeypatch.undo()
+    # the connection was closed (the export opens the warehouse read-only on its own here), and
+    # the next export brings the lake in line: the batch is committed, nothing was lost
+    assert isinstance(lakehouse.export_after_run(cfg), lakehouse.ExportResult)
+    assert _lake_equals_warehouse(cfg, project / "lake") == []
+
+
+def test_a_generation_attached_beside_the_warehouse_does_not_reshape_the_export(project, tmp_path):
+    """The publication attaches its generation (the Silver tables' names) while the export reads
+    the catalog: the export must see the warehouse's columns only, or it takes the generation's
+    for a change of shape and rewrites every partition."""
+    cfg = load_config(write_config(project, lakehouse_path="lake"))
+    assert staging.process_files(cfg, [copy_samples(project / "staging")]).ok
+    con = duckdb.connect(str(cfg.database_path))
+    try:
+        con.execute("ATTACH $p AS pub_base", {"p": str(tmp_path / "gen.duckdb")})
+        con.execute("CREATE TABLE pub_base.fct_orders (other_column INTEGER)")
+        con.execute("CREATE TABLE pub_base.stg_events (other_column INTEGER)")
+        result = lakehouse.export(con, lakehouse.lake_of(cfg), tmp_path / "work")
+    finally:
+        con.close()
+    assert result.written == {}
+    assert _lake_equals_warehouse(cfg, project / "lake") == []
