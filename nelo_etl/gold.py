@@ -129,10 +129,12 @@ def views_current(con: duckdb.DuckDBPyConnection) -> bool:
     replaced since (CREATE OR REPLACE drops its comments) or a view dropped by hand fails it."""
     db_name = con.execute("SELECT current_database()").fetchall()[0][0]
     try:
-        (state,) = con.execute(f"SELECT views_sha FROM {VIEWS_STATE}").fetchall()
+        (state,) = con.execute(f"SELECT views_sha, views_sql_sha FROM {VIEWS_STATE}").fetchall()
     except (duckdb.Error, ValueError):
         return False
-    if state[0] != views_fingerprint():
+    # the view SQL as the catalog holds it, as made: another writer's CREATE OR REPLACE VIEW (an
+    # older release run by hand, a rollback) changes it while the comments may stay the same
+    if state[0] != views_fingerprint() or state[1] != _catalog_views_sha(con, db_name):
         return False
     said = dict(((r[0], None), r[1]) for r in con.execute(
         "SELECT view_name, comment FROM duckdb_views() WHERE database_name = $d AND schema_name = 'main' "
@@ -155,6 +157,15 @@ def views_current(con: duckdb.DuckDBPyConnection) -> bool:
 _MISSING = object()
 
 
+def _catalog_views_sha(con: duckdb.DuckDBPyConnection, db_name: str) -> str:
+    """SHA-256 of the Gold views' SQL as the catalog of ``db_name`` holds it (COMMENT ON does not
+    change it, and it reads the same after the file is reopened)."""
+    rows = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE database_name = $d AND schema_name = 'main' "
+                       "AND view_name IN $names ORDER BY view_name",
+                       {"d": db_name, "names": [v.name for v in views()]}).fetchall()
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
 def create_views(con: duckdb.DuckDBPyConnection) -> int:
     """CREATE OR REPLACE every Gold view and COMMENT ON it and its columns (idempotent); and
     COMMENT ON every Silver table and column that exists. One transaction: some 400 catalog
@@ -169,8 +180,11 @@ def create_views(con: duckdb.DuckDBPyConnection) -> int:
             for column, text in view.columns.items():
                 con.execute(f"COMMENT ON COLUMN {view.name}.{column} IS {_quote(text)}").fetchall()
         comment_silver(con)
-        con.execute(f"CREATE OR REPLACE TABLE {VIEWS_STATE} AS SELECT $sha AS views_sha",
-                    {"sha": views_fingerprint()}).fetchall()
+        db_name = con.execute("SELECT current_database()").fetchall()[0][0]
+        con.execute(f"CREATE OR REPLACE TABLE {VIEWS_STATE} AS SELECT $sha AS views_sha, $sql_sha AS views_sql_sha",
+                    {"sha": views_fingerprint(), "sql_sha": _catalog_views_sha(con, db_name)}).fetchall()
+        con.execute(f"COMMENT ON TABLE {VIEWS_STATE} IS 'internal: the fingerprint of the Gold views this "
+                    "file holds (the job makes them again when it differs)'").fetchall()
     return len(views())
 
 

@@ -43,6 +43,7 @@ second time.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -407,9 +408,9 @@ WRITERS = 2
 
 
 def _write_partition(con: duckdb.DuckDBPyConnection, t: LakeTable, p: str, columns: str, local: Path,
-                     after_load: int | None = None) -> Path:
+                     after_load: int | None = None, stop: "StopSignal | None" = None) -> Path:
     """One partition's rows (only those of the loads after ``after_load`` when given) as a Parquet
-    file at ``local`` (a temp file), on a cursor of its own."""
+    file at ``local`` (a temp file), on a cursor of its own (``stop`` can interrupt it)."""
     conditions, params = [], {}
     if t.date_expr is not None:
         conditions.append(f"{t.date_expr} IS NULL" if p == "__null__"
@@ -424,8 +425,10 @@ def _write_partition(con: duckdb.DuckDBPyConnection, t: LakeTable, p: str, colum
     target = str(local).replace("'", "''")
     cur = con.cursor()
     try:                        # the caller removes ``local`` whatever happens here
-        cur.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{target}' "
-                    "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)", params).fetchall()
+        cur.execute("SET TimeZone = 'UTC'").fetchall()       # a cursor does not inherit the session's
+        with (stop.running(cur) if stop else contextlib.nullcontext()):
+            cur.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{target}' "
+                        "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)", params).fetchall()
     finally:
         cur.close()
     return local
@@ -433,7 +436,7 @@ def _write_partition(con: duckdb.DuckDBPyConnection, t: LakeTable, p: str, colum
 
 def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
            tables: list[LakeTable] | None = None, crash_after: int | None = None,
-           full: bool = False) -> ExportResult:
+           full: bool = False, stop: "StopSignal | None" = None) -> ExportResult:
     """Bring the lake in line with the warehouse, rewriting only the partitions that differ.
 
     Each table's manifest names the last load it includes. A table whose manifest is current is
@@ -442,7 +445,8 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
     ``silver_transforms.py --rebuild``, which rewrites history without a new load). The
     manifest's load mark moves only once all of a table's partitions are written, so a crash
     leaves the next export the same range to check. ``crash_after`` (tests) raises after that
-    many partitions were replaced.
+    many partitions were replaced. ``stop`` (ExportThread): raise ExportStopped at the next
+    partition, and interrupt the statements running.
     """
     started = time.monotonic()
     result = ExportResult()
@@ -456,6 +460,8 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
     replaced = 0
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="lake-export-") as tmp:
         for t in tables or TABLES:
+            if stop:
+                stop.check()
             if t.name not in existing:
                 continue
             held, mark, shape, added = _manifest(lake, t)
@@ -501,7 +507,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                     if p is not None:
                         local = lake.temp_for(Path(tmp), *_partition_dir(t, p), name_of(p))
                         after = mark if p in appendable else None
-                        writing[p] = (pool.submit(_write_partition, con, t, p, columns, local, after), local)
+                        writing[p] = (pool.submit(_write_partition, con, t, p, columns, local, after, stop), local)
 
                 try:
                     for _ in range(WRITERS):
@@ -510,6 +516,8 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                         future, local = writing.pop(p)
                         try:
                             future.result()
+                            if stop:
+                                stop.check()
                             write_next()
                             if p not in appendable and added.get(p):
                                 held[p] = REWRITING         # until its added files are gone
@@ -550,7 +558,8 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
     return result
 
 
-def export_after_run(cfg: Any, con: duckdb.DuckDBPyConnection | None = None) -> ExportResult | str | None:
+def export_after_run(cfg: Any, con: duckdb.DuckDBPyConnection | None = None,
+                     stop: "StopSignal | None" = None) -> ExportResult | str | None:
     """The hook after a committed run: export, or the error as one line (the batches are
     committed; the next run's export finishes the job). None when no lake is configured.
     ``con``: a cursor on the open warehouse to read it through (ExportThread); otherwise the
@@ -565,7 +574,7 @@ def export_after_run(cfg: Any, con: duckdb.DuckDBPyConnection | None = None) -> 
             con = connect(cfg.database_path, cfg.db_lock_timeout_seconds, read_only=True,
                           memory_limit=cfg.duckdb_memory_limit)
         try:
-            result = export(con, lake_of(cfg), Path(cfg.work_dir))
+            result = export(con, lake_of(cfg), Path(cfg.work_dir), stop=stop)
         finally:
             if own:
                 con.close()
@@ -576,31 +585,114 @@ def export_after_run(cfg: Any, con: duckdb.DuckDBPyConnection | None = None) -> 
         return f"lake export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
 
 
+class ExportStopped(Exception):
+    """The export was asked to stop (the run is stopping); the next export redoes what is left."""
+
+
+class StopSignal:
+    """Asks a running export to stop: it raises ExportStopped at its next partition, and the
+    statements running on the cursors it registered are interrupted (DuckDB's interrupt reaches
+    only the cursor it is called on, and is lost on an idle one: hence the flag as well)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._cursors: set[duckdb.DuckDBPyConnection] = set()
+
+    def set(self) -> None:
+        self._event.set()
+        with self._lock:
+            running = list(self._cursors)
+        for cur in running:
+            try:
+                cur.interrupt()
+            except duckdb.Error:
+                pass
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise ExportStopped("the lake export was stopped (the run is stopping); the next export redoes it")
+
+    def track(self, cur: duckdb.DuckDBPyConnection) -> None:
+        with self._lock:
+            self._cursors.add(cur)
+
+    def untrack(self, cur: duckdb.DuckDBPyConnection) -> None:
+        with self._lock:
+            self._cursors.discard(cur)
+
+    @contextlib.contextmanager
+    def running(self, cur: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        """Register ``cur`` while a statement runs on it (checks the flag first)."""
+        self.track(cur)
+        try:
+            self.check()
+            yield
+        finally:
+            self.untrack(cur)
+        self.check()                    # an interrupt that came too early to reach the statement
+
+
 class ExportThread:
     """The lake export on a thread of its own, reading the warehouse through a cursor of ``con``
-    while the caller publishes the analytics file on ``con`` itself. Both only read the committed
-    Silver tables (the publication writes its own files and two ops tables the export does not
-    read); together they take the larger of the two instead of the sum: after a 16k batch at 5M,
-    3.3 s -> 2.2 s, at 100k 1.6 s -> 1.0 s (ad hoc, one run each). ``join`` before closing ``con``."""
+    while the caller publishes the analytics file on ``con`` itself. The export reads only the
+    committed staging and Silver tables, which nothing writes meanwhile (the publication writes
+    its own files, and in the warehouse only views, comments and ops tables the export does not
+    read); together they take about the larger of the two instead of the sum: after a 16k batch at
+    5M, 3.3 s -> 2.2 s, at 100k 1.6 s -> 1.0 s (ad hoc, one run each). Call ``start``, then
+    ``join`` (or ``stop_and_wait``) before closing ``con``."""
 
     def __init__(self, cfg: Any, con: duckdb.DuckDBPyConnection) -> None:
+        self.stop = StopSignal()
         self.cursor = con.cursor()
+        self.cursor.execute("SET TimeZone = 'UTC'").fetchall()   # a cursor does not inherit the session's
         self.result: ExportResult | str | None = None
+        self._closed = False
         self.thread = threading.Thread(target=self._run, args=(cfg,), name="lake-export", daemon=True)
+
+    def start(self) -> "ExportThread":
         self.thread.start()
+        return self
 
     def _run(self, cfg: Any) -> None:
-        self.result = export_after_run(cfg, self.cursor)
+        # the catalog reads and fingerprints run on this cursor: registered for the whole export
+        self.stop.track(self.cursor)
+        try:
+            self.result = export_after_run(cfg, self.cursor, stop=self.stop)
+        finally:
+            self.stop.untrack(self.cursor)
 
-    def join(self, interrupt: bool = False) -> ExportResult | str | None:
-        """Wait for the export (``interrupt``: stop its statement first: the caller is failing or
-        stopping; the export then reports itself failed and the next run redoes it). Returns its
-        result, or the error as one line."""
-        if interrupt:
-            self.cursor.interrupt()
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self.cursor.close()
+            except duckdb.Error:
+                pass
+
+    def join(self) -> ExportResult | str | None:
+        """Wait for the export; its result, or its error as one line."""
         self.thread.join()
-        self.cursor.close()
+        self._close()
         return self.result
+
+    def stop_and_wait(self) -> None:
+        """The caller is failing or stopping (SIGTERM, ^C): stop the export and wait until its
+        thread is gone, so the connection is never closed under it. A second signal while waiting
+        stops it again and keeps waiting: the stop takes a statement's interrupt, not the export."""
+        while self.thread.is_alive():
+            try:
+                self.stop.set()
+                self.thread.join()
+            except BaseException:  # noqa: BLE001 - a second signal: the first one is re-raised by the caller
+                continue
+        self._close()
 
 
 # --------------------------------------------------------------------------------------------

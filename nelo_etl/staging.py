@@ -1292,21 +1292,42 @@ def refresh_gold_layer(cfg: Config, export_lake: bool = False) -> Any:
         failed = f"gold refresh failed: {type(exc).__name__}: {first_line(exc)}"
         return (failed, lakehouse.export_after_run(cfg)) if export_lake else failed
     started = time.monotonic()
+    lake_result: Any = None
     try:
         if export_lake and cfg.lakehouse_path:
-            lake = lakehouse.ExportThread(cfg, con)
+            try:
+                lake = lakehouse.ExportThread(cfg, con)
+                lake.start()
+            except Exception as exc:  # noqa: BLE001 - then it runs after the publication, as it did
+                log.warning("lake export cannot run beside the publication (%s); it runs after it", first_line(exc))
+                lake = None
         try:
             gold_result: Any = gold.refresh(cfg, con)
         except Exception as exc:  # noqa: BLE001
             log.exception("gold refresh failed")
             gold_result = f"gold refresh failed: {type(exc).__name__}: {first_line(exc)}"
-        lake_result = lake.join() if lake else None
+        if lake:
+            lake_result = lake.join()
+            if isinstance(lake_result, str) and "OutOfMemory" in lake_result:
+                # both shared one duckdb_memory_limit: once more on its own, now the publication is done
+                log.warning("lake export ran out of memory beside the publication; exporting again after it")
+                lake_result = lakehouse.export_after_run(cfg, con)
+        elif export_lake:
+            lake_result = lakehouse.export_after_run(cfg, con)
         if lake and isinstance(gold_result, dict):     # the two overlap: what the run waited for both
             gold_result["gold_and_lake_s"] = time.monotonic() - started
     except BaseException:
-        if lake:                        # stopping (SIGTERM, ^C): the export stops too, then the connection closes
-            lake.join(interrupt=True)
+        if lake:                        # stopping (SIGTERM, ^C): the export stops too, before the connection closes
+            lake.stop_and_wait()
+        try:
+            con.close()
+        except Exception:  # noqa: BLE001 - the stop is what the caller must see
+            log.exception("closing the warehouse while stopping")
         raise
-    finally:
+    try:
         con.close()
+    except Exception as exc:  # noqa: BLE001 - reported like a failed publication; the batches are committed
+        log.exception("closing the warehouse after the publication failed")
+        if not isinstance(gold_result, str):
+            gold_result = f"gold refresh failed: closing the warehouse: {type(exc).__name__}: {first_line(exc)}"
     return (gold_result, lake_result) if export_lake else gold_result

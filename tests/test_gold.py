@@ -139,15 +139,27 @@ def test_views_are_made_once_and_again_only_when_something_differs(chaos_warehou
         before = _view_oids(con)
         gold.create_views(con)
         assert _view_oids(con) == before                          # nothing replaced
+        column = next(iter(gold.silver_docs()["fct_orders"][1]))
+        coupon = next(v for v in gold.views() if v.name == "vw_coupon_impact")
+        # an older release's create_views (by hand, or a rollback): another body, the same comments
+        older_release = [("CREATE OR REPLACE VIEW vw_coupon_impact AS "
+                          + gold.sql.strip_comments(coupon.select).replace("SELECT", "SELECT 2 AS older_column,", 1)),
+                         f"COMMENT ON VIEW vw_coupon_impact IS {gold._quote(coupon.description)}",
+                         *[f"COMMENT ON COLUMN vw_coupon_impact.{c} IS {gold._quote(t)}" for c, t in coupon.columns.items()]]
         for breakage in ("DROP VIEW vw_coupon_impact",
                          "COMMENT ON COLUMN vw_coupon_impact.platform IS 'stale'",
+                         f"COMMENT ON COLUMN fct_orders.{column} IS 'stale'",
+                         older_release,
                          "CREATE OR REPLACE TABLE fct_orders AS SELECT * FROM fct_orders"):   # comments lost
-            con.execute(breakage)
+            for statement in [breakage] if isinstance(breakage, str) else breakage:
+                con.execute(statement)
             assert not gold.views_current(con), breakage
             gold.create_views(con)
             assert gold.views_current(con), breakage
             assert _view_oids(con).keys() == before.keys() and _view_oids(con) != before
             before = _view_oids(con)
+        assert ("older_column",) not in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'vw_coupon_impact'").fetchall()
         description = con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'fct_orders'").fetchall()
         assert description == [(gold.silver_docs()["fct_orders"][0],)]
         # a changed view file: the fingerprint differs, so the views are made again

@@ -292,28 +292,42 @@ def test_a_compaction_that_cannot_remove_the_added_files_is_redone_by_the_next_e
     _added_files(root)
 
 
-def _export_started_before(monkeypatch, then):
-    """Make gold.publish wait (up to 60 s) until the lake export has started on its thread, then
-    call ``then``; returns what was seen: the export's thread name and whether they overlapped."""
+def _side_by_side(monkeypatch, then, slow_copy: bool = False):
+    """Make the publication and the lake export meet: each waits (up to 20 s) until the other has
+    begun, so they overlap or the wait times out (run one after the other, the first waits in
+    vain). The publication then calls ``then``. ``slow_copy``: the export's COPYs take seconds
+    (a sum over a large range beside the rows), so a stop finds one running."""
     import threading
+    import time
 
     from nelo_etl import gold
 
     seen: dict = {}
-    started = threading.Event()
-    real_export, real_publish = lakehouse.export, gold.publish
+    export_began, publication_began, copy_running = threading.Event(), threading.Event(), threading.Event()
+    real_export, real_publish, real_write = lakehouse.export, gold.publish, lakehouse._write_partition
 
     def export(*args, **kwargs):
         seen["export_thread"] = threading.current_thread().name
-        started.set()
+        export_began.set()
+        seen["export_saw_publication"] = publication_began.wait(20)
         return real_export(*args, **kwargs)
 
     def publish(cfg, con, *args, **kwargs):
-        seen["overlapped"] = started.wait(60)
+        publication_began.set()
+        seen["publication_saw_export"] = export_began.wait(20)
+        if slow_copy:
+            seen["copy_running"] = copy_running.wait(20)
+            time.sleep(0.5)                 # the COPY statement is under way, not about to start
         return then(real_publish, cfg, con, *args, **kwargs)
+
+    def write(con, t, p, columns, local, after=None, stop=None):
+        copy_running.set()
+        slow = ", (SELECT sum(r) FROM range(20000000000) AS s(r)) AS slow_probe"
+        return real_write(con, t, p, columns + slow if slow_copy else columns, local, after, stop)
 
     monkeypatch.setattr(lakehouse, "export", export)
     monkeypatch.setattr(gold, "publish", publish)
+    monkeypatch.setattr(lakehouse, "_write_partition", write)
     return seen
 
 
@@ -323,9 +337,9 @@ def test_the_publication_and_the_export_run_together_and_fail_apart(project, mon
     def failing(real, *args, **kwargs):
         raise RuntimeError("simulated publication failure")
 
-    seen = _export_started_before(monkeypatch, failing)
+    seen = _side_by_side(monkeypatch, failing)
     run = staging.process_files(cfg, [copy_samples(project / "staging")])
-    assert seen == {"export_thread": "lake-export", "overlapped": True}
+    assert seen == {"export_thread": "lake-export", "export_saw_publication": True, "publication_saw_export": True}
     assert [f.status for f in run.files] == ["committed"]
     assert isinstance(run.gold, str) and "simulated publication failure" in run.gold
     assert isinstance(run.lake, lakehouse.ExportResult) and run.lake.written     # exported all the same
@@ -334,22 +348,84 @@ def test_the_publication_and_the_export_run_together_and_fail_apart(project, mon
 
 def test_a_stop_during_the_publication_stops_the_export_and_loses_nothing(project, monkeypatch):
     import threading
+    import time
 
     cfg = load_config(write_config(project, lakehouse_path="lake"))
+    stopped_at = {}
 
     def stopped(real, *args, **kwargs):
+        stopped_at["t"] = time.monotonic()
         raise KeyboardInterrupt            # what SIGTERM's handler and ^C raise
 
-    seen = _export_started_before(monkeypatch, stopped)
+    seen = _side_by_side(monkeypatch, stopped, slow_copy=True)
     with pytest.raises(KeyboardInterrupt):
         staging.process_files(cfg, [copy_samples(project / "staging")])
-    assert seen["overlapped"]
+    waited = time.monotonic() - stopped_at["t"]
+    assert seen["copy_running"]                             # the stop found a COPY running ...
+    assert waited < 5, f"the stop waited {waited:.1f} s for the export"     # ... and interrupted it
     assert not [t for t in threading.enumerate() if t.name == "lake-export"]       # joined
     assert [f for f in (project / "lake").rglob("*") if ".tmp" in f.name] == []
+    assert not list((project / "work").glob("lake-export-*"))
     monkeypatch.undo()
+    assert _lake_equals_warehouse(cfg, project / "lake") != []      # stopped before it was done
     # the connection was closed (the export opens the warehouse read-only on its own here), and
     # the next export brings the lake in line: the batch is committed, nothing was lost
     assert isinstance(lakehouse.export_after_run(cfg), lakehouse.ExportResult)
+    assert _lake_equals_warehouse(cfg, project / "lake") == []
+
+
+def test_a_second_signal_while_the_export_stops_still_waits_for_it(project, monkeypatch):
+    """stop_and_wait never leaves the export running under a connection about to close: a second
+    ^C while it waits stops the export again and keeps waiting."""
+    import threading
+
+    cfg = load_config(write_config(project, lakehouse_path="lake"))
+    assert staging.process_files(cfg, [copy_samples(project / "staging")]).ok
+    release = threading.Event()
+
+    def export(con, lake, work_dir, stop=None, **kwargs):
+        release.wait(20)                    # a statement that only the second stop request ends
+        stop.check()
+        return lakehouse.ExportResult()
+
+    monkeypatch.setattr(lakehouse, "export", export)
+    con = duckdb.connect(str(cfg.database_path))
+    try:
+        lake = lakehouse.ExportThread(cfg, con).start()
+        signals = iter([KeyboardInterrupt()])
+        real_join = lake.thread.join
+
+        def join(*args, **kwargs):
+            second = next(signals, None)
+            if second is not None:
+                release.set()               # the export's statement ends only now ...
+                raise second                # ... as a second ^C arrives in the wait
+            return real_join(*args, **kwargs)
+
+        lake.thread.join = join
+        lake.stop_and_wait()                # returns only once the thread is gone, raising nothing
+        assert not lake.alive()
+        assert isinstance(lake.result, str) and "ExportStopped" in lake.result
+    finally:
+        con.close()
+
+
+def test_an_export_out_of_memory_beside_the_publication_runs_again_after_it(project, monkeypatch):
+    """The two share one duckdb_memory_limit: an export that runs out of memory beside the
+    publication runs once more on its own, after it."""
+    cfg = load_config(write_config(project, lakehouse_path="lake"))
+    real_export, calls = lakehouse.export, []
+
+    def export(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise duckdb.OutOfMemoryException("Out of Memory Error: simulated")
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(lakehouse, "export", export)
+    run = staging.process_files(cfg, [copy_samples(project / "staging")])
+    assert len(calls) == 2 and run.ok
+    assert isinstance(run.lake, lakehouse.ExportResult) and run.lake.written
     assert _lake_equals_warehouse(cfg, project / "lake") == []
 
 
