@@ -112,12 +112,14 @@ def _quote(text: str) -> str:
 VIEWS_STATE = "_views_state"
 
 
-def views_fingerprint() -> str:
-    """SHA-256 of every Gold view's file and every Silver header: what create_views writes."""
+def views_fingerprint(gold_views: list[View] | None = None,
+                      docs: dict[str, tuple[str, dict[str, str]]] | None = None) -> str:
+    """SHA-256 of every Gold view's file and every Silver header: what create_views writes
+    (``gold_views``, ``docs``: views() and silver_docs(), when the caller has read them)."""
     digest = hashlib.sha256()
-    for view in views():
+    for view in gold_views if gold_views is not None else views():
         digest.update(f"{view.name}\0{view.select}\0".encode())
-    for name, (description, columns) in sorted(silver_docs().items()):
+    for name, (description, columns) in sorted((docs if docs is not None else silver_docs()).items()):
         digest.update(f"{name}\0{description}\0{sorted(columns.items())}\0".encode())
     return digest.hexdigest()
 
@@ -132,9 +134,11 @@ def views_current(con: duckdb.DuckDBPyConnection) -> bool:
         (state,) = con.execute(f"SELECT views_sha, views_sql_sha FROM {VIEWS_STATE}").fetchall()
     except (duckdb.Error, ValueError):
         return False
+    gold_views, docs = views(), silver_docs()         # the SQL files, read once for every check below
     # the view SQL as the catalog holds it, as made: another writer's CREATE OR REPLACE VIEW (an
     # older release run by hand, a rollback) changes it while the comments may stay the same
-    if state[0] != views_fingerprint() or state[1] != _catalog_views_sha(con, db_name):
+    if (state[0] != views_fingerprint(gold_views, docs)
+            or state[1] != _catalog_views_sha(con, db_name, [v.name for v in gold_views])):
         return False
     said = dict(((r[0], None), r[1]) for r in con.execute(
         "SELECT view_name, comment FROM duckdb_views() WHERE database_name = $d AND schema_name = 'main' "
@@ -144,10 +148,10 @@ def views_current(con: duckdb.DuckDBPyConnection) -> bool:
         "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE database_name = $d "
         "AND schema_name = 'main'", {"d": db_name}).fetchall())
     wanted: dict[tuple[str, str | None], str] = {}
-    for view in views():
+    for view in gold_views:
         wanted[(view.name, None)] = view.description
         wanted.update(((view.name, c), text) for c, text in view.columns.items())
-    for name, (description, columns) in silver_docs().items():
+    for name, (description, columns) in docs.items():
         if (name, None) in said:                    # tables not created yet are not commented
             wanted[(name, None)] = description
             wanted.update(((name, c), text) for c, text in columns.items() if (name, c) in said)
@@ -157,12 +161,11 @@ def views_current(con: duckdb.DuckDBPyConnection) -> bool:
 _MISSING = object()
 
 
-def _catalog_views_sha(con: duckdb.DuckDBPyConnection, db_name: str) -> str:
-    """SHA-256 of the Gold views' SQL as the catalog of ``db_name`` holds it (COMMENT ON does not
-    change it, and it reads the same after the file is reopened)."""
+def _catalog_views_sha(con: duckdb.DuckDBPyConnection, db_name: str, names: list[str]) -> str:
+    """SHA-256 of the SQL of the views ``names`` as the catalog of ``db_name`` holds it (COMMENT
+    ON does not change it, and it reads the same after the file is reopened)."""
     rows = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE database_name = $d AND schema_name = 'main' "
-                       "AND view_name IN $names ORDER BY view_name",
-                       {"d": db_name, "names": [v.name for v in views()]}).fetchall()
+                       "AND view_name IN $names ORDER BY view_name", {"d": db_name, "names": names}).fetchall()
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
@@ -173,8 +176,9 @@ def create_views(con: duckdb.DuckDBPyConnection) -> int:
     already (views_current): about 0.15 s a run, twice (the warehouse and the publication)."""
     if views_current(con):
         return len(views())
+    gold_views = views()
     with transaction(con):
-        for view in views():
+        for view in gold_views:
             con.execute(f"CREATE OR REPLACE VIEW {view.name} AS {sql.strip_comments(view.select)}").fetchall()
             con.execute(f"COMMENT ON VIEW {view.name} IS {_quote(view.description)}").fetchall()
             for column, text in view.columns.items():
@@ -182,10 +186,11 @@ def create_views(con: duckdb.DuckDBPyConnection) -> int:
         comment_silver(con)
         db_name = con.execute("SELECT current_database()").fetchall()[0][0]
         con.execute(f"CREATE OR REPLACE TABLE {VIEWS_STATE} AS SELECT $sha AS views_sha, $sql_sha AS views_sql_sha",
-                    {"sha": views_fingerprint(), "sql_sha": _catalog_views_sha(con, db_name)}).fetchall()
+                    {"sha": views_fingerprint(gold_views),
+                     "sql_sha": _catalog_views_sha(con, db_name, [v.name for v in gold_views])}).fetchall()
         con.execute(f"COMMENT ON TABLE {VIEWS_STATE} IS 'internal: the fingerprint of the Gold views this "
                     "file holds (the job makes them again when it differs)'").fetchall()
-    return len(views())
+    return len(gold_views)
 
 
 def comment_silver(con: duckdb.DuckDBPyConnection, database: str | None = None) -> None:

@@ -407,6 +407,14 @@ def _files_in(lake: Lake, folder: tuple[str, ...]) -> dict[str, str]:
 WRITERS = 2
 
 
+def _utc_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A cursor of ``con`` in UTC, as db.connect sets its connections: a cursor does not inherit
+    the session's TimeZone."""
+    cur = con.cursor()
+    cur.execute("SET TimeZone = 'UTC'").fetchall()
+    return cur
+
+
 def _write_partition(con: duckdb.DuckDBPyConnection, t: LakeTable, p: str, columns: str, local: Path,
                      after_load: int | None = None, stop: "StopSignal | None" = None) -> Path:
     """One partition's rows (only those of the loads after ``after_load`` when given) as a Parquet
@@ -423,9 +431,8 @@ def _write_partition(con: duckdb.DuckDBPyConnection, t: LakeTable, p: str, colum
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     # COPY's target cannot be a bound parameter: the path (ours: lake root + uuid) is quoted
     target = str(local).replace("'", "''")
-    cur = con.cursor()
+    cur = _utc_cursor(con)
     try:                        # the caller removes ``local`` whatever happens here
-        cur.execute("SET TimeZone = 'UTC'").fetchall()       # a cursor does not inherit the session's
         with (stop.running(cur) if stop else contextlib.nullcontext()):
             cur.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{target}' "
                         "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)", params).fetchall()
@@ -609,9 +616,6 @@ class StopSignal:
             except duckdb.Error:
                 pass
 
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
     def check(self) -> None:
         if self._event.is_set():
             raise ExportStopped("the lake export was stopped (the run is stopping); the next export redoes it")
@@ -647,8 +651,7 @@ class ExportThread:
 
     def __init__(self, cfg: Any, con: duckdb.DuckDBPyConnection) -> None:
         self.stop = StopSignal()
-        self.cursor = con.cursor()
-        self.cursor.execute("SET TimeZone = 'UTC'").fetchall()   # a cursor does not inherit the session's
+        self.cursor = _utc_cursor(con)
         self.result: ExportResult | str | None = None
         self._closed = False
         self.thread = threading.Thread(target=self._run, args=(cfg,), name="lake-export", daemon=True)
