@@ -88,11 +88,18 @@ def backfill(args) -> dict:
 HISTORY_FILE_LINES = 100_000
 
 
+#: the two newest batch files of a split history: the timed batch, and the one loaded untimed before it
+PREVIOUS_FILE = "processing_batch_99999999T999998_previous.jsonl"
+BATCH_FILE = "processing_batch_99999999T999999_batch.jsonl"
+
+
 def _split_history(files: list[Path], history: int, batch: int, folder: Path) -> Path:
-    """Stream the traffic into history files of HISTORY_FILE_LINES lines and one batch file of the
-    newest arrivals (the last batch/(history+batch) of the lines). Returns the batch file."""
+    """Stream the traffic into history files of HISTORY_FILE_LINES lines and two batch files of
+    the newest arrivals (each batch/(history+2*batch) of the lines): the previous batch, then the
+    timed one. Returns the timed batch file."""
     total = sum(1 for p in files for _ in open(p, encoding="utf-8"))
-    cut = total * history // (history + batch)
+    cut = total * history // (history + 2 * batch)
+    cut2 = total * (history + batch) // (history + 2 * batch)
     tmp = folder.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -100,37 +107,63 @@ def _split_history(files: list[Path], history: int, batch: int, folder: Path) ->
     for p in files:
         with open(p, encoding="utf-8") as fh:
             for line in fh:
-                if n % HISTORY_FILE_LINES == 0 and n < cut or n == cut:
+                if n % HISTORY_FILE_LINES == 0 and n < cut or n in (cut, cut2):
                     if out:
                         out.close()
                     name = (f"processing_batch_00000000T{n // HISTORY_FILE_LINES:06d}_history.jsonl" if n < cut
-                            else "processing_batch_99999999T999999_batch.jsonl")
+                            else PREVIOUS_FILE if n < cut2 else BATCH_FILE)
                     out = open(tmp / name, "w", encoding="utf-8")
                 out.write(line)
                 n += 1
     if out:
         out.close()
     tmp.rename(folder)
-    return folder / "processing_batch_99999999T999999_batch.jsonl"
+    return folder / BATCH_FILE
+
+
+def prepared_history(work: Path, history: int, batch: int) -> tuple[Path, Path]:
+    """The prepared history (a workspace) and its split files under ``work``, made when missing:
+    the traffic of history + two batches, the history loaded and published twice (both
+    generations of the analytics file exist, as in steady state). A history made before the split
+    held a previous batch back is made again (both folders are the bench's own)."""
+    base, data = work / f"history_{history}", work / f"split_{history}"
+    if base.exists() and not (data / PREVIOUS_FILE).exists():
+        shutil.rmtree(base)
+        shutil.rmtree(data, ignore_errors=True)
+    if not base.exists():
+        if not (data / PREVIOUS_FILE).exists():
+            shutil.rmtree(data, ignore_errors=True)
+            files = traffic(history + 2 * batch, max(2, history // 500_000))
+            _split_history(files, history, batch, data)
+        cfg = load_config(workspace(base))
+        assert process_files(cfg, sorted(data.glob("*_history.jsonl")), move=False).ok
+        _publish(cfg)
+    _steady(base)
+    return base, data
+
+
+def field_copy(base: Path, data: Path, work: Path):
+    """A fresh copy of the prepared history with the previous batch loaded (untimed): its spare
+    analytics generation lags the live one by that batch, as a running job's does."""
+    cfg = _fresh_copy(base, work)
+    assert process_files(cfg, [data / PREVIOUS_FILE], move=False).ok
+    os.sync()                       # as in _fresh_copy: its writes are not the timed run's to flush
+    return cfg
 
 
 def incremental(args) -> dict:
-    """A batch of the same traffic on top of a history (loaded untimed, then copied per run)."""
-    base = args.work.parent / f"history_{args.history}"
-    data = args.work.parent / f"split_{args.history}"
-    if not base.exists():
-        files = traffic(args.history + args.batch, max(2, args.history // 500_000))
-        _split_history(files, args.history, args.batch, data)
-        cfg = load_config(workspace(base))
-        history = sorted(p for p in data.glob("*_history.jsonl"))
-        assert process_files(cfg, history, move=False).ok
-        _publish(cfg)                   # both generations of the analytics file exist, as in steady state
-    _steady(base)
+    """A batch of the same traffic on top of a history (loaded untimed, then copied per run).
+
+    Each run first loads the previous batch untimed: a running job's spare analytics generation
+    is the one published two runs ago, so its publication applies two batches' changes. Without
+    it both generations of the prepared history are current and the timed publication would
+    apply one batch's (the bias of sessions 7 and 8's figures)."""
+    base, data = prepared_history(args.work.parent, args.history, args.batch)
     if args.prepare:
         return {"seconds": 0.0}
-    cfg = _fresh_copy(base, args.work)
+    cfg = field_copy(base, data, args.work)
     t = time.perf_counter()
-    run = process_files(cfg, [data / "processing_batch_99999999T999999_batch.jsonl"], move=False)
+    run = process_files(cfg, [data / BATCH_FILE], move=False)
     seconds = time.perf_counter() - t
     assert run.ok
     stages = merged_stages(run)

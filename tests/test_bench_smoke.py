@@ -40,3 +40,36 @@ def test_bench_explain_profiles_a_batch_on_a_kept_history(tmp_path):
     assert lines[0].startswith(f"history {int(history):,} events")
     assert any("silver_event_sessions" in line for line in lines[1:])
     assert not (work / f"explain_{history}").exists()          # its copy is removed
+
+
+def test_the_timed_batch_publishes_onto_a_generation_two_batches_behind(tmp_path):
+    """As in a running job, the spare analytics generation was published two runs ago: the bench
+    loads the previous batch untimed, so the timed publication applies both batches' changes (with
+    both generations current it applied one batch's and read low)."""
+    from bench.case import BATCH_FILE, field_copy, prepared_history
+    from nelo_etl.db import connect
+    from nelo_etl.staging import process_files
+
+    base, data = prepared_history(tmp_path, 2000, 300)
+    con = connect(base / "warehouse" / "nelo.duckdb", 10)
+    try:
+        assert len({j for (j,) in con.execute("SELECT journal_id FROM publish_gens").fetchall()}) == 1
+    finally:
+        con.close()
+    cfg = field_copy(base, data, tmp_path / "case")
+    con = connect(cfg.database_path, 10)
+    try:
+        (behind, ahead), = con.execute("SELECT min(journal_id), max(journal_id) FROM publish_gens").fetchall()
+        pending = con.execute("SELECT count(*) FROM publish_journal WHERE journal_id > $j", {"j": behind}).fetchall()[0][0]
+    finally:
+        con.close()
+    assert behind < ahead and pending > 0                     # the spare lacks the previous batch
+    run = process_files(cfg, [data / BATCH_FILE], move=False)
+    assert run.ok
+    con = connect(cfg.database_path, 10)
+    try:
+        (now,) = con.execute("SELECT journal_id FROM publish_gens WHERE journal_id > $a", {"a": ahead}).fetchall()[0]
+        live_behind = con.execute("SELECT min(journal_id) FROM publish_gens").fetchall()[0][0]
+    finally:
+        con.close()
+    assert now > ahead and live_behind == ahead              # the spare caught up over both batches
