@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
+
 from nelo_etl import gold, simulate, wire
 from nelo_etl.config import load_config
 from nelo_etl.db import connect, ensure_schema, mark_vacuumed, transaction
@@ -137,6 +139,7 @@ def prepared_history(work: Path, history: int, batch: int) -> tuple[Path, Path]:
             _split_history(files, history, batch, data)
         cfg = load_config(workspace(base))
         assert process_files(cfg, sorted(data.glob("*_history.jsonl")), move=False).ok
+        _publish(cfg)               # the load's publication and these two: both generations current
         _publish(cfg)
     _steady(base)
     return base, data
@@ -183,16 +186,25 @@ def _publish(cfg) -> None:
 
 def _steady(base: Path) -> None:
     """Bring a prepared history to the state a running job keeps: both generations of the
-    analytics file published by this version (its Gold views made once, not per run). A history
-    made by an earlier version gets two untimed publications, once; a marker names the views'
-    fingerprint."""
-    mark = base / f".steady-{gold.views_fingerprint()[:16]}"
-    if mark.exists():
-        return
+    analytics file published by this version (their Gold views made once, not per run). A
+    generation whose views this version would make again gets untimed publications (at most two:
+    each publishes the spare one)."""
     cfg = load_config(base / "config.json")
-    _publish(cfg)
-    _publish(cfg)
-    mark.touch()
+    for _ in range(2):
+        if all(_views_current_in(gen) for gen in gold.gen_paths(cfg)):
+            return
+        _publish(cfg)
+    assert all(_views_current_in(gen) for gen in gold.gen_paths(cfg)), "the generations' views are made every run"
+
+
+def _views_current_in(path: Path) -> bool:
+    if not path.exists():
+        return False
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return gold.views_current(con)
+    finally:
+        con.close()
 
 
 def _copy_tree(base: Path, work: Path) -> None:

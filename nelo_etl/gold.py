@@ -169,13 +169,14 @@ def _catalog_views_sha(con: duckdb.DuckDBPyConnection, db_name: str, names: list
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
-def create_views(con: duckdb.DuckDBPyConnection) -> int:
+def create_views(con: duckdb.DuckDBPyConnection) -> bool:
     """CREATE OR REPLACE every Gold view and COMMENT ON it and its columns (idempotent); and
     COMMENT ON every Silver table and column that exists. One transaction: some 400 catalog
     changes commit once, not one by one (8 times faster). Skipped when the database holds them
-    already (views_current): about 0.15 s a run, twice (the warehouse and the publication)."""
+    already (views_current): about 0.15 s a run, twice (the warehouse and the publication).
+    Returns whether it wrote them."""
     if views_current(con):
-        return len(views())
+        return False
     gold_views = views()
     with transaction(con):
         for view in gold_views:
@@ -190,7 +191,15 @@ def create_views(con: duckdb.DuckDBPyConnection) -> int:
                      "sql_sha": _catalog_views_sha(con, db_name, [v.name for v in gold_views])}).fetchall()
         con.execute(f"COMMENT ON TABLE {VIEWS_STATE} IS 'internal: the fingerprint of the Gold views this "
                     "file holds (the job makes them again when it differs)'").fetchall()
-    return len(gold_views)
+    return True
+
+
+def note_views_sql(con: duckdb.DuckDBPyConnection) -> None:
+    """Record in the views' state the hash of their SQL as the catalog gives it now (called on a
+    reopened file: see publish)."""
+    db_name = con.execute("SELECT current_database()").fetchall()[0][0]
+    con.execute(f"UPDATE {VIEWS_STATE} SET views_sql_sha = $sql_sha",
+                {"sql_sha": _catalog_views_sha(con, db_name, [v.name for v in views()])}).fetchall()
 
 
 def comment_silver(con: duckdb.DuckDBPyConnection, database: str | None = None) -> None:
@@ -348,10 +357,20 @@ def publish(cfg: Config, con: duckdb.DuckDBPyConnection, teams: bool | None = No
     stats = update_generation(con, spare, donor, cfg.analytics_storage_version)
     pub = duckdb.connect(str(spare), config={} if vacuum else {"max_vacuum_tasks": 0})
     try:
-        create_views(pub)
+        made = create_views(pub)
         pub.execute("CHECKPOINT").fetchall()
     finally:
         pub.close()
+    if made:
+        # A file in an older storage format (analytics_storage_version) gives its views' SQL back
+        # re-serialized once reopened (CROSS JOIN as a comma, other parentheses): noted as it reads
+        # back, or views_current fails there next time and every publication makes them again
+        pub = duckdb.connect(str(spare), config={} if vacuum else {"max_vacuum_tasks": 0})
+        try:
+            note_views_sql(pub)
+            pub.execute("CHECKPOINT").fetchall()
+        finally:
+            pub.close()
     if vacuum:
         mark_vacuumed(cfg, spare.name)
     stats["vacuumed"] = vacuum
