@@ -463,10 +463,16 @@ def update_generation(con: duckdb.DuckDBPyConnection, gen: Path, donor: Path,
             con.execute("DETACH pub_base").fetchall()
             copied = _attach_base(con, gen, donor, storage_version, replace=True)
             done = _base_state(con, tables, warehouse_id, known)
+        # per table: whether a load rewrote it whole, its key count, one of its keys (their shape)
         pending = [] if done is None else con.execute(
-            "SELECT table_name, max(key_json = '*') AS whole, count(*) FROM publish_journal "
-            "WHERE journal_id > $done AND journal_id <= $upto GROUP BY table_name",
+            "SELECT table_name, max(key_json = '*') AS whole, count(*), any_value(key_json) FILTER (key_json <> '*') "
+            "FROM publish_journal WHERE journal_id > $done AND journal_id <= $upto GROUP BY table_name",
             {"done": done, "upto": upto}).fetchall()
+        column_types: dict[str, dict[str, str]] = {}
+        for table, column, data_type in con.execute(
+                "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = "
+                "current_database() AND schema_name = 'main' AND table_name IN $t", {"t": tables}).fetchall():
+            column_types.setdefault(table, {})[column] = data_type
         full = done is None
         with transaction(con):           # writes the generation only: DuckDB writes one database a transaction
             if full:
@@ -476,12 +482,12 @@ def update_generation(con: duckdb.DuckDBPyConnection, gen: Path, donor: Path,
                             "warehouse_id VARCHAR, publication_token VARCHAR)").fetchall()
                 con.execute("INSERT INTO pub_base._publish_state VALUES (0, $t, $w, NULL)",
                             {"t": ",".join(tables), "w": warehouse_id}).fetchall()
-            for name, whole, _count in pending:
+            for name, whole, _count, key_json in pending:
                 if whole:
                     con.execute(f"DELETE FROM pub_base.{name}").fetchall()
                     con.execute(f"INSERT INTO pub_base.{name} SELECT * FROM main.{name}").fetchall()
                 else:
-                    _apply_keys(con, name, done, upto)
+                    _apply_keys(con, name, done, upto, column_types[name], list(json.loads(key_json)))
             for name, select in EXTRA_TABLES.items():     # small: rewritten whole
                 con.execute(f"CREATE OR REPLACE TABLE pub_base.{name} AS {select}").fetchall()
             con.execute("UPDATE pub_base._publish_state SET journal_id = $upto, publication_token = $token",
@@ -502,7 +508,7 @@ def update_generation(con: duckdb.DuckDBPyConnection, gen: Path, donor: Path,
         con.execute("UPDATE warehouse_meta SET publication_token = $token, "
                     "publication_generation = publication_generation + 1", {"token": new_token}).fetchall()
     mode = "full" if full else "copy" if copied else "incremental"
-    return {"publish_mode": mode, "publish_keys": sum(c for _, _, c in pending)}
+    return {"publish_mode": mode, "publish_keys": sum(row[2] for row in pending)}
 
 
 def _attach_base(con: duckdb.DuckDBPyConnection, gen: Path, donor: Path, storage_version: str,
@@ -578,14 +584,10 @@ def _base_state(con: duckdb.DuckDBPyConnection, tables: list[str], warehouse_id:
     return state[0] if mine == theirs else None
 
 
-def _apply_keys(con: duckdb.DuckDBPyConnection, name: str, done: int, upto: int) -> None:
-    """Replace in the base the rows of ``name`` whose key the journal names (delete, then copy)."""
-    columns = dict(con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
-        "AND schema_name = 'main' AND table_name = $t", {"t": name}).fetchall())
-    keys = json.loads(con.execute(
-        "SELECT key_json FROM publish_journal WHERE table_name = $t AND journal_id > $done AND journal_id <= $upto "
-        "LIMIT 1", {"t": name, "done": done, "upto": upto}).fetchall()[0][0])
+def _apply_keys(con: duckdb.DuckDBPyConnection, name: str, done: int, upto: int,
+                columns: dict[str, str], keys: list[str]) -> None:
+    """Replace in the base the rows of ``name`` whose key the journal names (delete, then copy).
+    ``columns``: the table's column types; ``keys``: the key columns (of one journal row)."""
     # the JSON structure comes from our own catalog (column names and types), never from data
     structure = json.dumps({k: columns[k] for k in keys})
     # DISTINCT around the unnest, not on it: DuckDB 2.0's SELECT DISTINCT unnest(<struct>) dedupes on
