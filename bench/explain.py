@@ -20,7 +20,7 @@ from nelo_etl import sql
 from nelo_etl.config import load_config
 from nelo_etl.staging import process_files
 
-from .case import BATCH_FILE, PREVIOUS_FILE
+from .case import BATCH_FILE, PREVIOUS_FILE, prepared_history
 
 
 def _scans(plan: dict, out: list) -> None:
@@ -43,10 +43,11 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--history", type=int, required=True)
+    parser.add_argument("--batch", type=int, default=16_000, help="the batch size the bench ran with "
+                        "(16,000; 300 with --smoke)")
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args()
-    base = args.work / f"history_{args.history}"
-    split = args.work / f"split_{args.history}"
+    base, split = prepared_history(args.work, args.history, args.batch)     # made (again) when missing or stale
     target = args.work / f"explain_{args.history}"
     shutil.rmtree(target, ignore_errors=True)
     # the warehouse and its config are what a load reads; the analytics generations, team files

@@ -33,7 +33,8 @@ def test_bench_explain_profiles_a_batch_on_a_kept_history(tmp_path):
     assert run.returncode == 0, run.stderr
     history = next(work.glob("history_*")).name.split("_")[1]
     assert "| incremental_on_100k | publish_s |" in (tmp_path / "R.md").read_text()
-    out = subprocess.run([sys.executable, "-m", "bench.explain", "--work", str(work), "--history", history],
+    out = subprocess.run([sys.executable, "-m", "bench.explain", "--work", str(work), "--history", history,
+                          "--batch", "300"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -56,14 +57,14 @@ def test_the_timed_batch_publishes_onto_a_generation_two_batches_behind(tmp_path
         assert len({j for (j,) in con.execute("SELECT journal_id FROM publish_gens").fetchall()}) == 1
     finally:
         con.close()
-    cfg = field_copy(base, data, tmp_path / "case")
+    cfg, lacking = field_copy(base, data, tmp_path / "case")
     con = connect(cfg.database_path, 10)
     try:
         (behind, ahead), = con.execute("SELECT min(journal_id), max(journal_id) FROM publish_gens").fetchall()
         pending = con.execute("SELECT count(*) FROM publish_journal WHERE journal_id > $j", {"j": behind}).fetchall()[0][0]
     finally:
         con.close()
-    assert behind < ahead and pending > 0                     # the spare lacks the previous batch
+    assert behind < ahead and pending == lacking > 0          # the spare lacks the previous batch
     run = process_files(cfg, [data / BATCH_FILE], move=False)
     assert run.ok
     con = connect(cfg.database_path, 10)
@@ -73,3 +74,16 @@ def test_the_timed_batch_publishes_onto_a_generation_two_batches_behind(tmp_path
     finally:
         con.close()
     assert now > ahead and live_behind == ahead              # the spare caught up over both batches
+
+
+def test_the_incremental_case_reports_the_keys_its_publication_applied(tmp_path):
+    """The case asserts its timed publication was incremental and took more keys than the spare
+    lacked before the timed batch (both batches'); it reports how many."""
+    run = subprocess.run([sys.executable, "-m", "bench.case", "incremental", "--history", "2000", "--batch", "300",
+                          "--work", str(tmp_path / "incremental_on_100k")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr
+    import json
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["publish_keys"] > 0 and report["seconds"] > 0
+    assert (tmp_path / "split_2000" / "split.json").exists()

@@ -249,3 +249,20 @@ def test_the_generations_keep_their_views_made_once_in_the_older_storage_format(
     monkeypatch.setattr(gold, "create_views", lambda con: made.append(real(con)) or made[-1])
     load_and_publish(cfg, [files[2]])
     assert made == [False, False]                     # neither the warehouse nor the generation
+    # a crash after the views were made, before their hash was noted: the next publication into
+    # that generation makes them again and notes them
+    target = spare(cfg)
+    os.chmod(target, 0o640)
+    con = duckdb.connect(str(target))
+    try:
+        con.execute(f"UPDATE {gold.VIEWS_STATE} SET views_sql_sha = 'noted before the reopen'")
+    finally:
+        con.close()
+    load_and_publish(cfg, [files[3]])
+    assert made[2:] == [False, True]
+    for gen in gold.gen_paths(cfg):
+        con = duckdb.connect(str(gen), read_only=True)
+        try:
+            assert gold.views_current(con), gen.name
+        finally:
+            con.close()
