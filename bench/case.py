@@ -97,6 +97,8 @@ PREVIOUS_FILE = "processing_batch_99999999T999998_previous.jsonl"
 BATCH_FILE = "processing_batch_99999999T999999_batch.jsonl"
 #: the sizes a split was made for (a split of other sizes is made again, with its history)
 SPLIT_META = "split.json"
+#: marks a prepared history whose preparation finished (a killed one is made again)
+PREPARED = ".prepared"
 
 
 def _split_history(files: list[Path], history: int, batch: int, folder: Path) -> Path:
@@ -132,12 +134,12 @@ def prepared_history(work: Path, history: int, batch: int) -> tuple[Path, Path]:
     """The prepared history (a workspace) and its split files under ``work``, made when missing:
     the traffic of history + two batches, the history loaded and published twice (both
     generations of the analytics file exist, as in steady state). A history whose split was made
-    for other sizes, or before the split held a previous batch back (no split.json), is made
-    again (both folders are the bench's own)."""
+    for other sizes, or before the split held a previous batch back (no split.json), or whose
+    preparation did not finish, is made again (both folders are the bench's own)."""
     base, data = work / f"history_{history}", work / f"split_{history}"
     meta = data / SPLIT_META
     current = meta.exists() and json.loads(meta.read_text()) == {"history": history, "batch": batch}
-    if base.exists() and not current:
+    if base.exists() and not (current and (base / PREPARED).exists()):     # other sizes, or half made
         shutil.rmtree(base)
     if not base.exists():
         if not current:
@@ -148,6 +150,7 @@ def prepared_history(work: Path, history: int, batch: int) -> tuple[Path, Path]:
         assert process_files(cfg, sorted(data.glob("*_history.jsonl")), move=False).ok
         _publish(cfg)               # the load's publication and these two: both generations current
         _publish(cfg)
+        (base / PREPARED).touch()
     _steady(base)
     return base, data
 
