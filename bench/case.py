@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
-
 from nelo_etl import gold, simulate, wire
 from nelo_etl.config import load_config
 from nelo_etl.db import connect, ensure_schema, mark_vacuumed, transaction
@@ -233,20 +231,10 @@ def _steady(base: Path) -> None:
     each publishes the spare one)."""
     cfg = load_config(base / "config.json")
     for _ in range(2):
-        if all(_views_current_in(gen) for gen in gold.gen_paths(cfg)):
+        if all(gold.views_current_in(gen) for gen in gold.gen_paths(cfg)):
             return
         _publish(cfg)
-    assert all(_views_current_in(gen) for gen in gold.gen_paths(cfg)), "the generations' views are made every run"
-
-
-def _views_current_in(path: Path) -> bool:
-    if not path.exists():
-        return False
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return gold.views_current(con)
-    finally:
-        con.close()
+    assert all(gold.views_current_in(gen) for gen in gold.gen_paths(cfg)), "the generations' views are made every run"
 
 
 def _copy_tree(base: Path, work: Path) -> None:

@@ -161,6 +161,14 @@ def views_current(con: duckdb.DuckDBPyConnection) -> bool:
 _MISSING = object()
 
 
+def views_current_in(path: Path) -> bool:
+    """views_current of the DuckDB file at ``path``, opened read-only (False when it is missing)."""
+    if not path.exists():
+        return False
+    with duckdb.connect(str(path), read_only=True) as con:
+        return views_current(con)
+
+
 def _catalog_views_sha(con: duckdb.DuckDBPyConnection, db_name: str, names: list[str]) -> str:
     """SHA-256 of the SQL of the views ``names`` as the catalog of ``db_name`` holds it (COMMENT
     ON does not change it, and it reads the same after the file is reopened)."""
@@ -355,7 +363,8 @@ def publish(cfg: Config, con: duckdb.DuckDBPyConnection, teams: bool | None = No
     vacuum = vacuum_due(cfg, spare.name)
     con.execute("SET max_vacuum_tasks = 100" if vacuum else "SET max_vacuum_tasks = 0").fetchall()
     stats = update_generation(con, spare, donor, cfg.analytics_storage_version)
-    pub = duckdb.connect(str(spare), config={} if vacuum else {"max_vacuum_tasks": 0})
+    pub_config = {} if vacuum else {"max_vacuum_tasks": 0}
+    pub = duckdb.connect(str(spare), config=pub_config)
     try:
         made = create_views(pub)
         pub.execute("CHECKPOINT").fetchall()
@@ -365,7 +374,7 @@ def publish(cfg: Config, con: duckdb.DuckDBPyConnection, teams: bool | None = No
         # A file in an older storage format (analytics_storage_version) gives its views' SQL back
         # re-serialized once reopened (CROSS JOIN as a comma, other parentheses): noted as it reads
         # back, or views_current fails there next time and every publication makes them again
-        pub = duckdb.connect(str(spare), config={} if vacuum else {"max_vacuum_tasks": 0})
+        pub = duckdb.connect(str(spare), config=pub_config)
         try:
             note_views_sql(pub)
             pub.execute("CHECKPOINT").fetchall()

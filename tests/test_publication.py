@@ -230,15 +230,6 @@ def test_team_files_are_refreshed_when_due_not_every_run(files, tmp_path):
         assert got == con.execute("SELECT sum(sessions) FROM vw_platform_daily_performance_sessions").fetchall()
 
 
-def views_current_in_each(cfg: Config) -> list[bool]:
-    """gold.views_current in each generation, opened read-only."""
-    found = []
-    for gen in gold.gen_paths(cfg):
-        with duckdb.connect(str(gen), read_only=True) as con:
-            found.append(gold.views_current(con))
-    return found
-
-
 def test_the_generations_keep_their_views_made_once_in_the_older_storage_format(files, tmp_path, monkeypatch):
     """A generation in the older storage format reads its views' SQL back re-serialized once
     reopened; the publication notes it so, or it made every view again on every publication
@@ -247,7 +238,7 @@ def test_the_generations_keep_their_views_made_once_in_the_older_storage_format(
     assert cfg.analytics_storage_version == "v1.0.0"
     for path in files[:2]:
         load_and_publish(cfg, [path])
-    assert views_current_in_each(cfg) == [True, True]
+    assert [gold.views_current_in(gen) for gen in gold.gen_paths(cfg)] == [True, True]
     made = []
     real = gold.create_views
     monkeypatch.setattr(gold, "create_views", lambda con: made.append(real(con)) or made[-1])
@@ -264,4 +255,4 @@ def test_the_generations_keep_their_views_made_once_in_the_older_storage_format(
         con.close()
     load_and_publish(cfg, [files[3]])
     assert made[2:] == [False, True]
-    assert views_current_in_each(cfg) == [True, True]
+    assert [gold.views_current_in(gen) for gen in gold.gen_paths(cfg)] == [True, True]
