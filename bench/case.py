@@ -191,6 +191,13 @@ def incremental(args) -> dict:
     if args.prepare:
         return {"seconds": 0.0}
     cfg, lacking = field_copy(base, data, args.work)
+    if args.no_lake:
+        # the profile of what the lake export adds to the batch: the same timed batch without it
+        # (the previous batch was exported, so only the timed run differs)
+        body = json.loads((args.work / "config.json").read_text())
+        body["lakehouse_path"] = None
+        (args.work / "config.json").write_text(json.dumps(body, indent=2))
+        cfg = load_config(args.work / "config.json")
     published: list[dict] = []
     real_update = gold.update_generation
 
@@ -205,7 +212,7 @@ def incremental(args) -> dict:
         seconds = time.perf_counter() - t
     finally:
         gold.update_generation = real_update
-    assert run.ok
+    assert run.ok and (run.lake is None) == args.no_lake
     # the figure is the field's only if the publication took both batches' keys into the spare
     (stats,) = published
     assert stats["publish_mode"] == "incremental" and stats["publish_keys"] > lacking, (stats, lacking)
@@ -381,6 +388,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--prepare", action="store_true", help="only build what the case reads (untimed)")
+    parser.add_argument("--no-lake", action="store_true", help="incremental: the timed batch without the lake export")
     args = parser.parse_args()
     args.work.parent.mkdir(parents=True, exist_ok=True)
     report = globals()[args.case](args)

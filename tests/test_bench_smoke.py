@@ -87,3 +87,20 @@ def test_the_incremental_case_reports_the_keys_its_publication_applied(tmp_path)
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["publish_keys"] > 0 and report["seconds"] > 0
     assert (tmp_path / "split_2000" / "split.json").exists()
+
+
+def test_the_batch_is_also_timed_without_the_lake_export_as_its_profile(tmp_path):
+    """The no-lake cases time the same batch with the export switched off: the results show what
+    the lake adds beside the publication at each history size."""
+    out = tmp_path / "R.md"
+    run = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(out), "--work", str(tmp_path / "work"),
+                          "--cases", "incremental_on_100k", "incremental_on_100k_no_lake", "incremental_on_5M",
+                          "incremental_on_5M_no_lake"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    text = out.read_text()
+    assert "| incremental_on_5M | lake_export_s |" in text
+    assert "| incremental_on_5M_no_lake | publish_s |" in text
+    assert "| incremental_on_5M_no_lake | lake_export_s |" not in text      # the export did not run
+    row = next(line for line in text.splitlines() if line.startswith("| the same 16k batches without the lake export"))
+    assert "the lake adds" in row and "reported" in row
+    assert "journal keys applied: " in text and "journal keys applied: None" not in text
