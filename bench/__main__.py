@@ -121,7 +121,8 @@ def main() -> int:
             middle = sorted(measured[name], key=lambda m: m[0])[(len(walls) - 1) // 2]
             row = {"case": name, "events": events, "args": " ".join(case_args), "median_s": median, "events_per_s": events / median,
                    "peak_rss_mb": max(p for _, p, _ in measured[name]), "runs": [round(w, 3) for w in walls],
-                   "stages": middle[2].get("stages", {}), "publish_keys": middle[2].get("publish_keys")}
+                   "stages": middle[2].get("stages", {}), "publish_keys": middle[2].get("publish_keys"),
+                   "lake_rows": middle[2].get("lake_rows")}
             rows.append(row)
             print(f"{name:22s} {events:>10,} events  median {median:8.2f} s  {events / median:>12,.0f} events/s  "
                   f"peak RSS {row['peak_rss_mb']:7.0f} MB  runs {row['runs']}", flush=True)
@@ -176,7 +177,8 @@ def verdicts(by: dict[str, dict]) -> list[tuple[str, str, str, bool | None]]:
                     f"{tb:.2f} s vs {ts:.2f} s = {tb / max(ts, 1e-9):.2f}", "(whole-history Gold aggregates; no target)", None))
         ls, lb = small["stages"].get("lake_export_s", 0), big["stages"].get("lake_export_s", 0)
         out.append(("lake export after the 16k batch (on by default, beside the publication) on the 5M history vs on the 100k one",
-                    f"{lb:.2f} s vs {ls:.2f} s = {lb / max(ls, 1e-9):.2f}; publication and lake together "
+                    f"{lb:.2f} s vs {ls:.2f} s = {lb / max(ls, 1e-9):.2f} (rows written: {big.get('lake_rows')} vs "
+                    f"{small.get('lake_rows')}); publication and lake together "
                     f"{big['stages'].get('gold_and_lake_s', 0):.2f} s vs {small['stages'].get('gold_and_lake_s', 0):.2f} s",
                     "(not in a target; reported)", None))
         bare_small, bare_big = by.get("incremental_on_100k_no_lake"), by.get("incremental_on_5M_no_lake")

@@ -218,7 +218,8 @@ def incremental(args) -> dict:
     assert stats["publish_mode"] == "incremental" and stats["publish_keys"] > lacking, (stats, lacking)
     stages = merged_stages(run)
     stages["team_refresh_s"] = _team_refresh(cfg)      # what the run that finds them due adds (hourly)
-    return {"seconds": seconds, "stages": stages, "publish_keys": stats["publish_keys"]}
+    return {"seconds": seconds, "stages": stages, "publish_keys": stats["publish_keys"],
+            "lake_rows": sum(run.lake.rows.values()) if run.lake else 0}
 
 
 def _publish(cfg) -> None:

@@ -242,11 +242,14 @@ class ExportResult:
     written: dict[str, int] = field(default_factory=dict)     # table -> partitions rewritten
     removed: dict[str, int] = field(default_factory=dict)     # table -> partitions removed
     checked: dict[str, int] = field(default_factory=dict)     # table -> partitions fingerprinted
+    #: table -> rows written (a rewritten partition's all, an added file's new ones): what a batch
+    #: costs the lake is its late events' whole day partitions, not its own rows
+    rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def line(self) -> str:
-        return (f"lake: {sum(self.written.values())} partition(s) rewritten, {sum(self.removed.values())} removed "
-                f"in {self.seconds:.2f} s")
+        return (f"lake: {sum(self.written.values())} partition(s) rewritten, {sum(self.removed.values())} removed, "
+                f"{sum(self.rows.values()):,} rows written in {self.seconds:.2f} s")
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, str]]:
@@ -295,6 +298,11 @@ def fingerprints(con: duckdb.DuckDBPyConnection, t: LakeTable, since: dt.date | 
     rows = con.execute(f"SELECT {part} AS p, count(*), sum(hash(x)) FROM {t.name} AS x {where} GROUP BY ALL",
                        params).fetchall()
     return {p if p is not None else "__null__": f"{n}:{h}" for p, n, h in rows}
+
+
+def _count(fingerprint: str) -> int:
+    """The row count of a partition's fingerprint (``count:hash-sum``)."""
+    return int(fingerprint.split(":", 1)[0])
 
 
 def _added(before: str, rows: str) -> str | None:
@@ -494,6 +502,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             # an append-only table's partition that only gained rows (its fingerprint is the one
             # recorded plus that of the rows of the loads since) gets them as a file of its own
             appendable: set[str] = set()
+            new_rows: dict[str, str] = {}
             if t.load_column and scoped and changed:
                 new_rows = fingerprints(con, t, since, after_load=mark)
                 appendable = {p for p in changed if p in held and p in new_rows
@@ -540,6 +549,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                         held[p] = now[p]
                         _save_manifest(lake, t, held, mark, shape, added)
                         result.written[t.name] = result.written.get(t.name, 0) + 1
+                        result.rows[t.name] = result.rows.get(t.name, 0) + _count(new_rows[p] if p in appendable else now[p])
                         replaced += 1
                         if crash_after is not None and replaced >= crash_after:
                             raise RuntimeError(f"simulated crash after {replaced} partition(s)")

@@ -23,9 +23,10 @@ def make_project(base: Path) -> Config:
     return load_config(base / "config.json")
 
 
-def load(cfg: Config, files: list[Path], reprocess: bool = False) -> None:
+def load(cfg: Config, files: list[Path], reprocess: bool = False) -> staging.RunResult:
     run = staging.process_files(cfg, files, reprocess=reprocess, move=False)
     assert run.ok, [f.line() for f in run.files if f.status == "failed"]
+    return run
 
 
 def silver_tables(cfg: Config) -> dict[str, list[tuple]]:

@@ -104,3 +104,5 @@ def test_the_batch_is_also_timed_without_the_lake_export_as_its_profile(tmp_path
     row = next(line for line in text.splitlines() if line.startswith("| the same 16k batches without the lake export"))
     assert "the lake adds" in row and "reported" in row
     assert "journal keys applied: " in text and "journal keys applied: None" not in text
+    lake_row = next(line for line in text.splitlines() if line.startswith("| lake export after the 16k batch"))
+    assert "rows written: " in lake_row and "rows written: None" not in lake_row

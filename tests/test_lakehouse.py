@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     """A warehouse of chaotic traffic over four days, loaded as two runs (the export runs after
-    each); the lake's files after the first run are noted."""
+    each); the lake's files after the first run are noted, and the second run's export."""
     base = tmp_path_factory.mktemp("lake")
     messages = Simulator(SimConfig.chaos(events=1500, seed=21, days=4, late_rate=0.05)).messages()
     files = [Path(p) for p in write_batches(messages, str(base / "batches"), batches=4)]
@@ -38,8 +38,8 @@ def loaded(tmp_path_factory):
     first = {str(p.relative_to(lake_root)): p.stat().st_ino for p in lake_root.rglob("*.parquet")}
     manifests = {t.name: json.loads((lake_root / t.folder / lakehouse.MANIFEST).read_text())["partitions"]
                  for t in lakehouse.TABLES}
-    load(cfg, files[3:])
-    return cfg, lake_root, first, manifests
+    second = load(cfg, files[3:]).lake
+    return cfg, lake_root, first, manifests, second
 
 
 def assert_lake_equals_warehouse(cfg, root: str) -> None:
@@ -53,7 +53,7 @@ def assert_lake_equals_warehouse(cfg, root: str) -> None:
 
 
 def test_after_each_committed_run_the_lake_equals_the_warehouse(loaded):
-    cfg, lake_root, _, _ = loaded
+    cfg, lake_root, _, _, _ = loaded
     assert_lake_equals_warehouse(cfg, str(lake_root))
     dates = sorted(p.name for p in (lake_root / "staging" / "stg_events").iterdir() if p.is_dir())
     assert len(dates) >= 4 and all(d.startswith("event_date=20") for d in dates)
@@ -63,7 +63,7 @@ def test_only_the_partitions_that_changed_were_rewritten(loaded):
     """A partition whose rows did not change keeps its file; one that changed is rewritten, or,
     for an append-only table, keeps its file and gains one with the new rows (listed in the
     manifest)."""
-    cfg, lake_root, first, manifests = loaded
+    cfg, lake_root, first, manifests, export = loaded
     now = {str(p.relative_to(lake_root)): p.stat().st_ino for p in lake_root.rglob("*.parquet")}
     kept = rewritten = appended = 0
     for t in lakehouse.TABLES:
@@ -84,13 +84,20 @@ def test_only_the_partitions_that_changed_were_rewritten(loaded):
             elif part in after:
                 assert now[rel] != first[rel], f"{rel} changed but was not rewritten"
                 rewritten += 1
+        # the rows it reports written: a rewritten (or new) partition's all, an added file's new ones
+        count = lambda fingerprint: int(fingerprint.split(":")[0])          # noqa: E731
+        before = manifests[t.name]
+        assert export.rows.get(t.name, 0) == sum(
+            count(fp) - (count(before[part]) if part in added and part in before else 0)
+            for part, fp in after.items() if before.get(part) != fp), t.name
     assert kept > 0 and rewritten > 0 and appended > 0
+    assert f", {sum(export.rows.values()):,} rows written in " in export.line()
     # nothing half-written is left behind
     assert not [p for p in lake_root.rglob("*") if p.name.startswith(".")]
 
 
 def test_a_second_export_writes_nothing(loaded):
-    cfg, lake_root, _, _ = loaded
+    cfg, lake_root, _, _, _ = loaded
     con = duckdb.connect(str(cfg.database_path), read_only=True)
     try:
         result = lakehouse.export(con, lakehouse.open_lake(str(lake_root)), Path(cfg.work_dir))
@@ -100,7 +107,7 @@ def test_a_second_export_writes_nothing(loaded):
 
 
 def test_a_reader_never_sees_half_a_partition(loaded, tmp_path):
-    cfg, _, _, _ = loaded
+    cfg, _, _, _, _ = loaded
     lake = lakehouse.open_lake(str(tmp_path / "lake"))
     con = duckdb.connect(str(cfg.database_path), read_only=True)
     items = lakehouse.table("fct_event_items")
@@ -132,7 +139,7 @@ def test_a_reader_never_sees_half_a_partition(loaded, tmp_path):
 def test_the_lake_on_s3(loaded, moto_server, monkeypatch):
     import boto3
 
-    cfg, _, _, _ = loaded
+    cfg, _, _, _, _ = loaded
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
@@ -162,7 +169,7 @@ def test_the_lake_on_s3(loaded, moto_server, monkeypatch):
 
 
 def test_the_lake_views_file_answers_like_the_warehouse(loaded, tmp_path):
-    cfg, lake_root, _, _ = loaded
+    cfg, lake_root, _, _, _ = loaded
     target = tmp_path / "lake.duckdb"
     made = lakequery.write_views_file(lakehouse.open_lake(str(lake_root)), target)
     assert set(made) == {t.name for t in lakehouse.TABLES} | {v.name for v in gold.views()}
@@ -180,7 +187,7 @@ def test_the_lake_views_file_answers_like_the_warehouse(loaded, tmp_path):
 
 
 def test_the_athena_ddl_parses_in_athenas_dialect(loaded):
-    cfg, _, _, _ = loaded
+    cfg, _, _, _, _ = loaded
     con = duckdb.connect(str(cfg.database_path), read_only=True)
     try:
         text = lakequery.athena_ddl(con, "s3://nelo-lake/prod", "nelo_growth")
@@ -214,7 +221,7 @@ def test_the_lake_commands(project, tmp_path):
     lake_files = [p for p in (project / "lake").rglob("*") if p.is_file()]
     assert lake_files and all(p.stat().st_mode & 0o077 == 0 for p in lake_files)
     again = run("lake.py", "export")
-    assert again.returncode == 0 and "lake: 0 partition(s) rewritten, 0 removed" in again.stdout
+    assert again.returncode == 0 and "lake: 0 partition(s) rewritten, 0 removed, 0 rows written" in again.stdout
     views = run("lake.py", "views", "--out", str(tmp_path / "lake.duckdb"))
     assert views.returncode == 0, views.stderr
     con = duckdb.connect(str(tmp_path / "lake.duckdb"), read_only=True)
