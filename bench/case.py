@@ -129,22 +129,76 @@ def _split_history(files: list[Path], history: int, batch: int, folder: Path) ->
     return folder / BATCH_FILE
 
 
-def prepared_history(work: Path, history: int, batch: int) -> tuple[Path, Path]:
+def _newest_of(world_split: Path, history: int, world: int, batch: int, folder: Path) -> None:
+    """A split of the ``world`` traffic's own two batches over only the newest arrivals of its
+    history (``history`` of its ``world`` events' share of the lines): the same timed batch on a
+    smaller history of the same traffic. The batch files are linked, not copied."""
+    files = sorted(world_split.glob("*_history.jsonl"))
+    # every history file but the last holds HISTORY_FILE_LINES lines (_split_history)
+    total = (len(files) - 1) * HISTORY_FILE_LINES + sum(1 for _ in open(files[-1], encoding="utf-8"))
+    skip = total - total * history // world
+    tmp = folder.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    out, n = None, 0
+    for p in files[skip // HISTORY_FILE_LINES:]:
+        n = int(p.name.split("T")[1].split("_")[0]) * HISTORY_FILE_LINES
+        with open(p, encoding="utf-8") as fh:
+            for line in fh:
+                if n >= skip:
+                    if (n - skip) % HISTORY_FILE_LINES == 0:
+                        if out:
+                            out.close()
+                        out = open(tmp / f"processing_batch_00000000T{(n - skip) // HISTORY_FILE_LINES:06d}_history.jsonl",
+                                   "w", encoding="utf-8")
+                    out.write(line)
+                n += 1
+    if out:
+        out.close()
+    for name in (PREVIOUS_FILE, BATCH_FILE):
+        os.link(world_split / name, tmp / name)
+    (tmp / SPLIT_META).write_text(json.dumps({"history": history, "batch": batch, "world": world}))
+    tmp.rename(folder)
+
+
+def _split(work: Path, history: int, batch: int, world: int | None = None) -> tuple[Path, bool]:
+    """The split files of a history (made when missing or made for other sizes), and whether they
+    were already there. ``world``: the newest ``history`` events of the ``world`` traffic's split,
+    with its batches."""
+    data = work / (f"split_{history}_of_{world}" if world else f"split_{history}")
+    meta = data / SPLIT_META
+    expected: dict = {"history": history, "batch": batch, **({"world": world} if world else {})}
+    if meta.exists() and json.loads(meta.read_text()) == expected:
+        return data, True
+    shutil.rmtree(data, ignore_errors=True)
+    shutil.rmtree(work / data.name.replace("split_", "history_", 1), ignore_errors=True)    # loaded from the old one
+    if world:
+        if world <= history:
+            raise SystemExit(f"--world {world} must be larger than --history {history}")
+        _newest_of(_split(work, world, batch)[0], history, world, batch, data)
+    else:
+        files = traffic(history + 2 * batch, max(2, history // 500_000))
+        _split_history(files, history, batch, data)
+    return data, False
+
+
+def prepared_history(work: Path, history: int, batch: int, world: int | None = None) -> tuple[Path, Path]:
     """The prepared history (a workspace) and its split files under ``work``, made when missing:
     the traffic of history + two batches, the history loaded and published twice (both
     generations of the analytics file exist, as in steady state). A history whose split was made
     for other sizes, or before the split held a previous batch back (no split.json), or whose
-    preparation did not finish, is made again (both folders are the bench's own)."""
-    base, data = work / f"history_{history}", work / f"split_{history}"
-    meta = data / SPLIT_META
-    current = meta.exists() and json.loads(meta.read_text()) == {"history": history, "batch": batch}
+    preparation did not finish, is made again (both folders are the bench's own).
+
+    ``world`` (larger than ``history``): the history is the newest ``history`` events of the
+    ``world`` traffic, and the batches are that traffic's. Each size's own traffic is a different
+    simulated world (a 100k one lasts 1.8 days with 3,300 users, a 5M one 70 days with 125,000),
+    so its batch is another batch: this times the same batch on histories that differ in size only."""
+    world = world if world and world != history else None
+    base = work / (f"history_{history}_of_{world}" if world else f"history_{history}")
+    data, current = _split(work, history, batch, world)
     if base.exists() and not (current and (base / PREPARED).exists()):     # other sizes, or half made
         shutil.rmtree(base)
     if not base.exists():
-        if not current:
-            shutil.rmtree(data, ignore_errors=True)
-            files = traffic(history + 2 * batch, max(2, history // 500_000))
-            _split_history(files, history, batch, data)
         cfg = load_config(workspace(base))
         assert process_files(cfg, sorted(data.glob("*_history.jsonl")), move=False).ok
         _publish(cfg)               # the load's publication and these two: both generations current
@@ -188,7 +242,7 @@ def incremental(args) -> dict:
     is the one published two runs ago, so its publication applies two batches' changes. Without
     it both generations of the prepared history are current and the timed publication would
     apply one batch's (the bias of sessions 7 and 8's figures)."""
-    base, data = prepared_history(args.work.parent, args.history, args.batch)
+    base, data = prepared_history(args.work.parent, args.history, args.batch, args.world)
     if args.prepare:
         return {"seconds": 0.0}
     cfg, lacking = field_copy(base, data, args.work)
@@ -220,7 +274,25 @@ def incremental(args) -> dict:
     stages = merged_stages(run)
     stages["team_refresh_s"] = _team_refresh(cfg)      # what the run that finds them due adds (hourly)
     return {"seconds": seconds, "cpu_s": cpu, "stages": stages, "publish_keys": stats["publish_keys"],
-            "lake_rows": sum(run.lake.rows.values()) if run.lake else 0}
+            "lake_rows": sum(run.lake.rows.values()) if run.lake else 0, "batch": batch_shape(cfg)}
+
+
+def batch_shape(cfg) -> dict:
+    """What the timed batch (the newest load) asks of the pipeline, beside its size: the users it
+    touches (their sessions are recomputed), its events a day or more older than its newest (they
+    reach back into history), and the days of history under it."""
+    con = connect(cfg.database_path, 60, read_only=True)
+    try:
+        (events, users, late, days), = con.execute("""
+            WITH b AS (SELECT * FROM stg_events WHERE load_id = (SELECT max(load_id) FROM stg_events)),
+                 newest AS (SELECT max(event_ts) AS ts FROM b)
+            SELECT count(*), count(DISTINCT user_id),
+                   count(*) FILTER (WHERE event_ts <= (SELECT ts FROM newest) - INTERVAL 1 DAY),
+                   date_diff('second', (SELECT min(event_ts) FROM stg_events), (SELECT ts FROM newest)) / 86400
+            FROM b""").fetchall()
+    finally:
+        con.close()
+    return {"events": events, "users": users, "late_1d": late, "history_days": round(days, 1)}
 
 
 def _cpu_seconds() -> float:
@@ -398,6 +470,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--prepare", action="store_true", help="only build what the case reads (untimed)")
     parser.add_argument("--no-lake", action="store_true", help="incremental: the timed batch without the lake export")
+    parser.add_argument("--world", type=int, default=None,
+                        help="incremental: the traffic's size when larger than --history (the history is its newest "
+                             "events, the batch is its batch)")
     args = parser.parse_args()
     args.work.parent.mkdir(parents=True, exist_ok=True)
     report = globals()[args.case](args)

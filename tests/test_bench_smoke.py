@@ -112,3 +112,43 @@ def test_the_batch_is_also_timed_without_the_lake_export_as_its_profile(tmp_path
     assert "journal keys applied: " in text and "journal keys applied: None" not in text
     lake_row = next(line for line in text.splitlines() if line.startswith("| lake export after the 16k batch"))
     assert "rows written: " in lake_row and "rows written: None" not in lake_row
+
+
+def test_the_same_batch_is_timed_on_the_newest_events_of_its_own_traffic(tmp_path, monkeypatch):
+    """Each size's own traffic is another simulated world (at full size a 100k one's batch touches
+    2,800 users and reaches a day back, a 5M one's 6,200 users and three days), so the *_of_5M
+    cases time the 5M traffic's own batch on the newest events of its history: only the history's
+    size differs. The rows say what each batch asks."""
+    import bench.case as case
+
+    # the split: the same batch files, and the newest history lines in order (across files)
+    monkeypatch.setattr(case, "HISTORY_FILE_LINES", 1000)
+    world = case._split(tmp_path / "split", 10000, 300)[0]
+    small = case._split(tmp_path / "split", 1000, 300, world=10000)[0]
+    for name in (case.BATCH_FILE, case.PREVIOUS_FILE):
+        assert (small / name).read_bytes() == (world / name).read_bytes()
+
+    def lines(folder):
+        return [line for p in sorted(folder.glob("*_history.jsonl")) for line in open(p, encoding="utf-8")]
+
+    whole, newest = lines(world), lines(small)
+    assert len(list(world.glob("*_history.jsonl"))) > 3 and len(list(small.glob("*_history.jsonl"))) >= 2
+    assert len(newest) == len(whole) * 1000 // 10000 and newest == whole[-len(newest):]
+    assert case._split(tmp_path / "split", 1000, 300, world=10000) == (small, True)     # kept once made
+    with pytest.raises(SystemExit):
+        case._split(tmp_path / "split", 20000, 300, world=10000)
+
+    out = tmp_path / "R.md"
+    run = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(out), "--work", str(tmp_path / "work"),
+                          "--cases", "incremental_on_100k", "incremental_on_5M", "incremental_on_100k_of_5M",
+                          "incremental_on_500k_of_5M"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| the same 16k batch (the 5M traffic's)")]
+    assert len(rows) == 2 and "newest 100k" in rows[0] and "newest 500k" in rows[1]
+    for row in rows + [next(line for line in text.splitlines() if line.startswith("| a 16k batch on the 5M history"))]:
+        assert " users, " in row and " a day or more late, on " in row and "batch" in row
+    # each size's own history, and the 5M traffic's newest 100k and 500k (at smoke sizes: 200 and 1,000)
+    work = tmp_path / "work"
+    assert {p.name for p in work.glob("history_*")} == {"history_200", "history_10000", "history_200_of_10000",
+                                                        "history_1000_of_10000"}
