@@ -134,15 +134,22 @@ def _newest_of(world_split: Path, history: int, world: int, batch: int, folder: 
     history (``history`` of its ``world`` events' share of the lines): the same timed batch on a
     smaller history of the same traffic. The batch files are linked, not copied."""
     files = sorted(world_split.glob("*_history.jsonl"))
-    # every history file but the last holds HISTORY_FILE_LINES lines (_split_history)
-    total = (len(files) - 1) * HISTORY_FILE_LINES + sum(1 for _ in open(files[-1], encoding="utf-8"))
+    if not files:
+        raise SystemExit(f"{world_split} holds no history files")
+    counts = []
+    for p in files:                 # counted, not assumed: the split may be of another file size
+        with open(p, encoding="utf-8") as fh:
+            counts.append(sum(1 for _ in fh))
+    total = sum(counts)
     skip = total - total * history // world
     tmp = folder.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     out, n = None, 0
-    for p in files[skip // HISTORY_FILE_LINES:]:
-        n = int(p.name.split("T")[1].split("_")[0]) * HISTORY_FILE_LINES
+    for p, count in zip(files, counts):
+        if n + count <= skip:       # wholly older than the newest lines
+            n += count
+            continue
         with open(p, encoding="utf-8") as fh:
             for line in fh:
                 if n >= skip:
@@ -164,18 +171,24 @@ def _newest_of(world_split: Path, history: int, world: int, batch: int, folder: 
 def _split(work: Path, history: int, batch: int, world: int | None = None) -> tuple[Path, bool]:
     """The split files of a history (made when missing or made for other sizes), and whether they
     were already there. ``world``: the newest ``history`` events of the ``world`` traffic's split,
-    with its batches."""
+    with its batches (made again whenever that split is not the one its batch files came from)."""
+    if world and world <= history:
+        raise SystemExit(f"--world {world} must be larger than --history {history}")
     data = work / (f"split_{history}_of_{world}" if world else f"split_{history}")
     meta = data / SPLIT_META
     expected: dict = {"history": history, "batch": batch, **({"world": world} if world else {})}
-    if meta.exists() and json.loads(meta.read_text()) == expected:
+    current = meta.exists() and json.loads(meta.read_text()) == expected
+    world_split = None
+    if world:
+        world_split, world_current = _split(work, world, batch)
+        current = (current and world_current and (data / BATCH_FILE).exists()
+                   and (data / BATCH_FILE).samefile(world_split / BATCH_FILE))
+    if current:
         return data, True
     shutil.rmtree(data, ignore_errors=True)
     shutil.rmtree(work / data.name.replace("split_", "history_", 1), ignore_errors=True)    # loaded from the old one
-    if world:
-        if world <= history:
-            raise SystemExit(f"--world {world} must be larger than --history {history}")
-        _newest_of(_split(work, world, batch)[0], history, world, batch, data)
+    if world_split:
+        _newest_of(world_split, history, world, batch, data)
     else:
         files = traffic(history + 2 * batch, max(2, history // 500_000))
         _split_history(files, history, batch, data)
@@ -278,21 +291,27 @@ def incremental(args) -> dict:
 
 
 def batch_shape(cfg) -> dict:
-    """What the timed batch (the newest load) asks of the pipeline, beside its size: the users it
-    touches (their sessions are recomputed), its events a day or more older than its newest (they
-    reach back into history), and the days of history under it."""
+    """What the timed batch (the newest load) asks of the pipeline, beside its size: its events
+    (stg_events holds a row per item), the users it touches (their sessions are recomputed), its
+    events a day or more older than its newest one, how far back in event time it reaches (days
+    before its newest event), and the days of arrivals in the history under it (from the
+    history's first message to the batch's first): a history shorter than the reach does not hold
+    every day the batch changes."""
     con = connect(cfg.database_path, 60, read_only=True)
     try:
-        (events, users, late, days), = con.execute("""
+        (events, users, late, reach, days), = con.execute("""
             WITH b AS (SELECT * FROM stg_events WHERE load_id = (SELECT max(load_id) FROM stg_events)),
-                 newest AS (SELECT max(event_ts) AS ts FROM b)
-            SELECT count(*), count(DISTINCT user_id),
-                   count(*) FILTER (WHERE event_ts <= (SELECT ts FROM newest) - INTERVAL 1 DAY),
-                   date_diff('second', (SELECT min(event_ts) FROM stg_events), (SELECT ts FROM newest)) / 86400
+                 newest AS (SELECT max(event_ts) AS ts, min(sent_ts) AS first_sent FROM b)
+            SELECT count(DISTINCT event_id), count(DISTINCT user_id),
+                   count(DISTINCT event_id) FILTER (WHERE event_ts <= (SELECT ts FROM newest) - INTERVAL 1 DAY),
+                   date_diff('second', min(event_ts), (SELECT ts FROM newest)) / 86400,
+                   date_diff('second', (SELECT min(sent_ts) FROM stg_events WHERE load_id < (SELECT max(load_id) FROM b)),
+                             (SELECT first_sent FROM newest)) / 86400
             FROM b""").fetchall()
     finally:
         con.close()
-    return {"events": events, "users": users, "late_1d": late, "history_days": round(days, 1)}
+    return {"events": events, "users": users, "late_1d": late, "reach_days": round(reach, 1),
+            "history_days": round(days, 1)}
 
 
 def _cpu_seconds() -> float:

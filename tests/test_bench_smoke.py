@@ -119,14 +119,17 @@ def test_the_same_batch_is_timed_on_the_newest_events_of_its_own_traffic(tmp_pat
     2,800 users and reaches a day back, a 5M one's 6,200 users and three days), so the *_of_5M
     cases time the 5M traffic's own batch on the newest events of its history: only the history's
     size differs. The rows say what each batch asks."""
+    import re
+
     import bench.case as case
 
     # the split: the same batch files, and the newest history lines in order (across files)
     monkeypatch.setattr(case, "HISTORY_FILE_LINES", 1000)
-    world = case._split(tmp_path / "split", 10000, 300)[0]
-    small = case._split(tmp_path / "split", 1000, 300, world=10000)[0]
+    work = tmp_path / "split"
+    world = case._split(work, 10000, 300)[0]
+    small = case._split(work, 1000, 300, world=10000)[0]
     for name in (case.BATCH_FILE, case.PREVIOUS_FILE):
-        assert (small / name).read_bytes() == (world / name).read_bytes()
+        assert (small / name).samefile(world / name)
 
     def lines(folder):
         return [line for p in sorted(folder.glob("*_history.jsonl")) for line in open(p, encoding="utf-8")]
@@ -134,9 +137,13 @@ def test_the_same_batch_is_timed_on_the_newest_events_of_its_own_traffic(tmp_pat
     whole, newest = lines(world), lines(small)
     assert len(list(world.glob("*_history.jsonl"))) > 3 and len(list(small.glob("*_history.jsonl"))) >= 2
     assert len(newest) == len(whole) * 1000 // 10000 and newest == whole[-len(newest):]
-    assert case._split(tmp_path / "split", 1000, 300, world=10000) == (small, True)     # kept once made
+    assert case._split(work, 1000, 300, world=10000) == (small, True)     # kept once made
+    # the world's split made again: the sub-split follows it (its batch files are the new ones)
+    (world / case.SPLIT_META).unlink()
+    assert case._split(work, 1000, 300, world=10000) == (small, False)
+    assert (small / case.BATCH_FILE).samefile(world / case.BATCH_FILE) and lines(small) == newest
     with pytest.raises(SystemExit):
-        case._split(tmp_path / "split", 20000, 300, world=10000)
+        case._split(work, 20000, 300, world=10000)
 
     out = tmp_path / "R.md"
     run = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(out), "--work", str(tmp_path / "work"),
@@ -146,9 +153,18 @@ def test_the_same_batch_is_timed_on_the_newest_events_of_its_own_traffic(tmp_pat
     text = out.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| the same 16k batch (the 5M traffic's)")]
     assert len(rows) == 2 and "newest 100k" in rows[0] and "newest 500k" in rows[1]
-    for row in rows + [next(line for line in text.splitlines() if line.startswith("| a 16k batch on the 5M history"))]:
-        assert " users, " in row and " a day or more late, on " in row and "batch" in row
+    assert all("(its arrivals span the days the batch reaches)" in row or "(shorter than the days the batch reaches)"
+               in row for row in rows)
+    own = next(line for line in text.splitlines() if line.startswith("| a 16k batch on the 5M history"))
+    shape = re.compile(r"([\d,]+) events of ([\d,]+) users, ([\d,]+) of them a day or more late, reaching "
+                       r"([\d.]+) days back, on ([\d.]+) days of arrivals")
+    (big, theirs), same = shape.findall(own), [shape.findall(row)[0] for row in rows]
+    count = lambda s: int(s.replace(",", ""))       # noqa: E731
+    # events, not item rows: at most one per message of the 300-message batch
+    assert all(0 < count(b[0]) <= 300 and count(b[2]) <= count(b[0]) for b in (big, theirs, *same))
+    # the same batch: on less of its history, staging knows fewer of its events already (resends of
+    # older ones), so it stages at least what it staged on the whole history
+    assert all(count(b[0]) >= count(big[0]) and count(b[1]) >= count(big[1]) for b in same)
     # each size's own history, and the 5M traffic's newest 100k and 500k (at smoke sizes: 200 and 1,000)
-    work = tmp_path / "work"
-    assert {p.name for p in work.glob("history_*")} == {"history_200", "history_10000", "history_200_of_10000",
-                                                        "history_1000_of_10000"}
+    assert {p.name for p in (tmp_path / "work").glob("history_*")} == {
+        "history_200", "history_10000", "history_200_of_10000", "history_1000_of_10000"}
