@@ -3,6 +3,7 @@ Prints one JSON line: {"seconds": ..., "stages": {...}}."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from nelo_etl import gold, simulate, wire
 from nelo_etl.config import load_config
@@ -100,32 +102,45 @@ SPLIT_META = "split.json"
 PREPARED = ".prepared"
 
 
+def _lines(files: list[Path]) -> Iterator[str]:
+    """The lines of ``files``, one after the other."""
+    for p in files:
+        with open(p, encoding="utf-8") as fh:
+            yield from fh
+
+
+def _write_split(lines: Iterable[str], folder: Path, cut: int, cut2: int, meta: dict,
+                 linked: tuple[Path, ...] = ()) -> None:
+    """Write a split at ``folder`` (made beside it, then renamed): the lines before ``cut`` as
+    history files of HISTORY_FILE_LINES lines, those before ``cut2`` as the previous batch, the
+    rest as the timed batch; ``linked`` files hard-linked in, and ``meta`` as its split.json."""
+    tmp = folder.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    out = None
+    for n, line in enumerate(lines):
+        if n % HISTORY_FILE_LINES == 0 and n < cut or n in (cut, cut2):
+            if out:
+                out.close()
+            name = (f"processing_batch_00000000T{n // HISTORY_FILE_LINES:06d}_history.jsonl" if n < cut
+                    else PREVIOUS_FILE if n < cut2 else BATCH_FILE)
+            out = open(tmp / name, "w", encoding="utf-8")
+        out.write(line)
+    if out:
+        out.close()
+    for path in linked:
+        os.link(path, tmp / path.name)
+    (tmp / SPLIT_META).write_text(json.dumps(meta))
+    tmp.rename(folder)
+
+
 def _split_history(files: list[Path], history: int, batch: int, folder: Path) -> Path:
     """Stream the traffic into history files of HISTORY_FILE_LINES lines and two batch files of
     the newest arrivals (each batch/(history+2*batch) of the lines): the previous batch, then the
     timed one. Returns the timed batch file."""
-    total = sum(1 for p in files for _ in open(p, encoding="utf-8"))
-    cut = total * history // (history + 2 * batch)
-    cut2 = total * (history + batch) // (history + 2 * batch)
-    tmp = folder.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    out, n = None, 0
-    for p in files:
-        with open(p, encoding="utf-8") as fh:
-            for line in fh:
-                if n % HISTORY_FILE_LINES == 0 and n < cut or n in (cut, cut2):
-                    if out:
-                        out.close()
-                    name = (f"processing_batch_00000000T{n // HISTORY_FILE_LINES:06d}_history.jsonl" if n < cut
-                            else PREVIOUS_FILE if n < cut2 else BATCH_FILE)
-                    out = open(tmp / name, "w", encoding="utf-8")
-                out.write(line)
-                n += 1
-    if out:
-        out.close()
-    (tmp / SPLIT_META).write_text(json.dumps({"history": history, "batch": batch}))
-    tmp.rename(folder)
+    total = sum(1 for _ in _lines(files))
+    _write_split(_lines(files), folder, total * history // (history + 2 * batch),
+                 total * (history + batch) // (history + 2 * batch), {"history": history, "batch": batch})
     return folder / BATCH_FILE
 
 
@@ -136,36 +151,16 @@ def _newest_of(world_split: Path, history: int, world: int, batch: int, folder: 
     files = sorted(world_split.glob("*_history.jsonl"))
     if not files:
         raise SystemExit(f"{world_split} holds no history files")
-    counts = []
-    for p in files:                 # counted, not assumed: the split may be of another file size
-        with open(p, encoding="utf-8") as fh:
-            counts.append(sum(1 for _ in fh))
-    total = sum(counts)
-    skip = total - total * history // world
-    tmp = folder.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    out, n = None, 0
-    for p, count in zip(files, counts):
-        if n + count <= skip:       # wholly older than the newest lines
-            n += count
-            continue
-        with open(p, encoding="utf-8") as fh:
-            for line in fh:
-                if n >= skip:
-                    if (n - skip) % HISTORY_FILE_LINES == 0:
-                        if out:
-                            out.close()
-                        out = open(tmp / f"processing_batch_00000000T{(n - skip) // HISTORY_FILE_LINES:06d}_history.jsonl",
-                                   "w", encoding="utf-8")
-                    out.write(line)
-                n += 1
-    if out:
-        out.close()
-    for name in (PREVIOUS_FILE, BATCH_FILE):
-        os.link(world_split / name, tmp / name)
-    (tmp / SPLIT_META).write_text(json.dumps({"history": history, "batch": batch, "world": world}))
-    tmp.rename(folder)
+    # counted, not assumed: the split may be of another file size
+    counts = [sum(1 for _ in _lines([p])) for p in files]
+    keep = sum(counts) * history // world
+    skip, first, older = sum(counts) - keep, 0, 0
+    while first < len(files) and older + counts[first] <= skip:     # wholly older: not read again
+        older += counts[first]
+        first += 1
+    newest = itertools.islice(_lines(files[first:]), skip - older, None)
+    _write_split(newest, folder, keep, keep, {"history": history, "batch": batch, "world": world},
+                 linked=(world_split / PREVIOUS_FILE, world_split / BATCH_FILE))
 
 
 def _split(work: Path, history: int, batch: int, world: int | None = None) -> tuple[Path, bool]:
