@@ -23,6 +23,9 @@ def test_bench_smoke_writes_a_results_table(tmp_path):
         assert f"| {case} |" in text
     assert "- commit: " in text and "- machine: " in text
     assert "| backfill_1_file | stage |" in text            # stage timings are recorded
+    # the end-to-end run's CPU seconds before and after its commit, against what 6x read_json allows
+    budget = next(line for line in text.splitlines() if line.startswith("| backfill_1_file: the run before and after"))
+    assert "load to the commit " in budget and "beside the lake export" in budget and "the target's " in budget
 
 
 def test_bench_explain_profiles_a_batch_on_a_kept_history(tmp_path):
@@ -87,6 +90,13 @@ def test_the_incremental_case_reports_the_keys_its_publication_applied(tmp_path)
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["publish_keys"] > 0 and report["seconds"] > 0
     assert (tmp_path / "split_2000" / "split.json").exists()
+    # the time on either side of the commit: both sides did work, and they add up to the batch
+    split = report["split"]
+    assert split["load_s"] > 0 and split["after_s"] > 0 and split["load_cpu_s"] > 0 and split["after_cpu_s"] > 0
+    assert abs(split["load_s"] + split["after_s"] - report["seconds"]) < 1e-6
+    assert abs(split["load_cpu_s"] + split["after_cpu_s"] - report["cpu_s"]) < 1e-6
+    # the load ends where the publication starts: the commit comes before the publication's time
+    assert split["after_s"] >= report["stages"]["publish_s"]
 
 
 def test_the_batch_is_also_timed_without_the_lake_export_as_its_profile(tmp_path):
@@ -112,6 +122,10 @@ def test_the_batch_is_also_timed_without_the_lake_export_as_its_profile(tmp_path
     assert "journal keys applied: " in text and "journal keys applied: None" not in text
     lake_row = next(line for line in text.splitlines() if line.startswith("| lake export after the 16k batch"))
     assert "rows written: " in lake_row and "rows written: None" not in lake_row
+    # the CPU budget of the batch at 5M, with the lake and without it
+    for case, after in (("incremental_on_5M", "publication beside the lake export"), ("incremental_on_5M_no_lake", "publication)")):
+        budget = next(line for line in text.splitlines() if line.startswith(f"| {case}: the run before and after its commit"))
+        assert f"after it ({after}" in budget and "CPU s; in all " in budget and "the target's 2.00 s holds" in budget
 
 
 def test_the_same_batch_is_timed_on_the_newest_events_of_its_own_traffic(tmp_path, monkeypatch):
