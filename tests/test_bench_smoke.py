@@ -182,3 +182,27 @@ def test_the_same_batch_is_timed_on_the_newest_events_of_its_own_traffic(tmp_pat
     # each size's own history, and the 5M traffic's newest 100k and 500k (at smoke sizes: 200 and 1,000)
     assert {p.name for p in (tmp_path / "work").glob("history_*")} == {
         "history_200", "history_10000", "history_200_of_10000", "history_1000_of_10000"}
+
+
+def test_bench_floors_prints_the_writes_a_run_cannot_skip_against_the_target(tmp_path):
+    """bench.floors loads a traffic once, then times the plainest statement for each output the
+    run must write; its verdict line adds them up (the lake at its cheaper way) against 6x read_json."""
+    import re
+
+    run = subprocess.run([sys.executable, "-m", "bench.floors", "--events", "2000", "--runs", "1", "--uncompressed",
+                          "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    cpu = {m.group(1): float(m.group(3)) for m in re.finditer(r"^(\w+)\s+wall\s+([\d.]+) s\s+CPU\s+([\d.]+) s$",
+                                                                run.stdout, re.M)}
+    assert set(cpu) == {"read_json", "warehouse_tables", "generation_copy", "lake_export", "lake_partition_by",
+                        "warehouse_tables_uncompressed", "generation_copy_uncompressed"}
+    assert all(v > 0 for v in cpu.values())
+    needed = float(re.search(r"floors needed: ([\d.]+) CPU s", run.stdout).group(1))
+    expected = cpu["read_json"] + cpu["warehouse_tables"] + cpu["generation_copy"] + min(cpu["lake_export"],
+                                                                                         cpu["lake_partition_by"])
+    assert abs(needed - expected) < 0.02            # printed figures are rounded to 0.01
+    assert re.search(r"the floors alone (exceed|fit in) it", run.stdout)
+    assert "uncompressed DuckDB files: " in run.stdout
+    rows = re.search(r"stg_events ([\d,]+) rows, Silver ([\d,]+) rows", run.stdout)
+    assert int(rows.group(1).replace(",", "")) > 0 and int(rows.group(2).replace(",", "")) > 0
+    assert not list(tmp_path.iterdir())             # its scratch folder (warehouse, lake, copies) is gone
