@@ -11,7 +11,10 @@ through ``process_files`` once, untimed, into a scratch workspace, then times, r
 - ``generation_copy``: the same for the Silver tables into a file in the analytics storage
   version (the first publication writes them);
 - ``lake_export``: the lake export itself into an empty lake, and ``lake_partition_by``: one
-  ``COPY ... PARTITION_BY`` per table of the same columns; the cheaper of the two counts.
+  ``COPY ... PARTITION_BY`` per table of the same columns; the cheaper of the two counts;
+- ``read_stg_events``, ``read_silver``: every column of those tables read (``max(COLUMNS(*))``).
+  The floors above read their rows from the warehouse, which a run computing them would not: the
+  net figure takes those reads off (stg_events twice, Silver three times), and so understates.
 
 CPU is the process's user + system time, every thread. On n cores a wall time of w seconds holds
 at most n*w CPU seconds: when these writes alone need more than the target allows, no way of
@@ -82,6 +85,10 @@ class Floors:
     def rows(self) -> tuple[int, int]:
         count = lambda t: self.con.execute(f"SELECT count(*) FROM w.{t}").fetchall()[0][0]  # noqa: E731
         return count("stg_events"), sum(count(t) for t in self.silver)
+
+    def read_tables(self, tables: list[str]) -> None:
+        for t in tables:
+            self.con.execute(f"SELECT max(COLUMNS(*)) FROM w.{t}").fetchall()
 
     def read_json(self) -> None:
         self.con.execute("CREATE OR REPLACE TABLE raw AS SELECT * FROM read_json($p, format = 'newline_delimited', "
@@ -162,9 +169,11 @@ def budget(figures: dict[str, tuple[float, float]], cores: int, ratio: float = 6
     read_json floor's wall time holds on ``cores`` cores."""
     lake = min(figures["lake_export"][1], figures["lake_partition_by"][1])
     needed = figures["read_json"][1] + figures["warehouse_tables"][1] + figures["generation_copy"][1] + lake
+    # the warehouse's tables and the lake read stg_events and Silver, the generation Silver again
+    reads = 2 * figures["read_stg_events"][1] + 3 * figures["read_silver"][1]
     target_s = ratio * figures["read_json"][0]
-    return {"needed_cpu_s": needed, "needed_wall_s": needed / cores, "target_s": target_s,
-            "target_cpu_s": target_s * cores, "lake_cpu_s": lake}
+    return {"needed_cpu_s": needed, "net_cpu_s": needed - reads, "needed_wall_s": needed / cores,
+            "target_s": target_s, "target_cpu_s": target_s * cores, "lake_cpu_s": lake}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         cases: dict[str, Callable[[], None]] = {
             "read_json": floors.read_json, "warehouse_tables": floors.warehouse_tables,
             "generation_copy": floors.generation_copy, "lake_export": floors.lake_export,
-            "lake_partition_by": floors.lake_partition_by}
+            "lake_partition_by": floors.lake_partition_by,
+            "read_stg_events": lambda: floors.read_tables(["stg_events"]),
+            "read_silver": lambda: floors.read_tables(floors.silver)}
         if args.uncompressed:
             cases["warehouse_tables_uncompressed"] = lambda: floors.warehouse_tables(uncompressed=True)
             cases["generation_copy_uncompressed"] = lambda: floors.generation_copy(uncompressed=True)
@@ -202,15 +213,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:30s} wall {wall:7.2f} s   CPU {cpu:7.2f} s")
         b = budget(figures, cores)
         print(f"floors needed: {b['needed_cpu_s']:.2f} CPU s (lake counted at {b['lake_cpu_s']:.2f}), at least "
-              f"{b['needed_wall_s']:.2f} s on {cores} cores; 6x read_json is {b['target_s']:.2f} s, "
-              f"{b['target_cpu_s']:.2f} CPU s: the floors alone {'exceed' if b['needed_cpu_s'] > b['target_cpu_s'] else 'fit in'} it")
+              f"{b['needed_wall_s']:.2f} s on {cores} cores; without their reads of the warehouse "
+              f"{b['net_cpu_s']:.2f} CPU s; 6x read_json is {b['target_s']:.2f} s, {b['target_cpu_s']:.2f} CPU s: "
+              f"the floors alone {'exceed' if b['net_cpu_s'] > b['target_cpu_s'] else 'fit in'} it")
         if args.uncompressed:
             plain = dict(figures, warehouse_tables=figures["warehouse_tables_uncompressed"],
                          generation_copy=figures["generation_copy_uncompressed"])
             u = budget(plain, cores)
-            print(f"uncompressed DuckDB files: {u['needed_cpu_s']:.2f} CPU s, leaving "
-                  f"{u['target_cpu_s'] - u['needed_cpu_s']:.2f} CPU s of the target's for parsing the bodies, Silver, "
-                  "the checks and the team files")
+            print(f"uncompressed DuckDB files: {u['needed_cpu_s']:.2f} CPU s, without their reads "
+                  f"{u['net_cpu_s']:.2f}, leaving {u['target_cpu_s'] - u['net_cpu_s']:.2f} CPU s of the target's for "
+                  "parsing the bodies, Silver, the checks and the team files")
         return 0
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -195,12 +195,14 @@ def test_bench_floors_prints_the_writes_a_run_cannot_skip_against_the_target(tmp
     cpu = {m.group(1): float(m.group(3)) for m in re.finditer(r"^(\w+)\s+wall\s+([\d.]+) s\s+CPU\s+([\d.]+) s$",
                                                                 run.stdout, re.M)}
     assert set(cpu) == {"read_json", "warehouse_tables", "generation_copy", "lake_export", "lake_partition_by",
-                        "warehouse_tables_uncompressed", "generation_copy_uncompressed"}
+                        "read_stg_events", "read_silver", "warehouse_tables_uncompressed", "generation_copy_uncompressed"}
     assert all(v > 0 for v in cpu.values())
     needed = float(re.search(r"floors needed: ([\d.]+) CPU s", run.stdout).group(1))
     expected = cpu["read_json"] + cpu["warehouse_tables"] + cpu["generation_copy"] + min(cpu["lake_export"],
                                                                                          cpu["lake_partition_by"])
     assert abs(needed - expected) < 0.02            # printed figures are rounded to 0.01
+    net = float(re.search(r"without their reads of the warehouse ([-\d.]+) CPU s", run.stdout).group(1))
+    assert abs(net - (expected - 2 * cpu["read_stg_events"] - 3 * cpu["read_silver"])) < 0.04
     assert re.search(r"the floors alone (exceed|fit in) it", run.stdout)
     assert "uncompressed DuckDB files: " in run.stdout
     rows = re.search(r"stg_events ([\d,]+) rows, Silver ([\d,]+) rows", run.stdout)
