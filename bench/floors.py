@@ -53,25 +53,6 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _lake_columns(con: duckdb.DuckDBPyConnection, t: lakehouse.LakeTable) -> str:
-    """The lake export's columns of ``t`` (its own _export_select) read from the attached ``w``."""
-    out = []
-    for name, dtype in con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'w' "
-                                   "AND schema_name = 'main' AND table_name = $t ORDER BY column_index",
-                                   {"t": t.name}).fetchall():
-        if t.date_expr is not None and name == lakehouse.PARTITION:
-            continue
-        if dtype == "JSON":
-            out.append(f"CAST({name} AS VARCHAR) AS {name}")
-        elif dtype == "HUGEINT":
-            out.append(f"CAST({name} AS BIGINT) AS {name}")
-        elif dtype.startswith("DECIMAL("):
-            out.append(f"CAST({name} AS {lakehouse.LAKE_DECIMAL}) AS {name}")
-        else:
-            out.append(name)
-    return ", ".join(out)
-
-
 class Floors:
     """The floor statements over one loaded warehouse (attached read-only as ``w``)."""
 
@@ -136,20 +117,23 @@ class Floors:
         lake = self.scratch / "lake_partition_by"
         shutil.rmtree(lake, ignore_errors=True)
         lake.mkdir()
+        con = duckdb.connect(str(self.warehouse), read_only=True)
         try:
+            con.execute("SET TimeZone = 'UTC'").fetchall()
             for t in lakehouse.TABLES:
-                columns = _lake_columns(self.con, t)
+                columns = lakehouse._export_select(con, t)          # the export's own columns
                 if t.date_expr is None:
                     (lake / t.name).mkdir()
                     target = str(lake / t.name / lakehouse.PART_FILE).replace("'", "''")
-                    self.con.execute(f"COPY (SELECT {columns} FROM w.{t.name}) TO '{target}' "
-                                     "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)").fetchall()
+                    con.execute(f"COPY (SELECT {columns} FROM {t.name}) TO '{target}' "
+                                "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)").fetchall()
                 else:
                     target = str(lake / t.name).replace("'", "''")
-                    self.con.execute(f"COPY (SELECT {columns}, {t.date_expr} AS {lakehouse.PARTITION} FROM w.{t.name}) "
-                                     f"TO '{target}' (FORMAT parquet, PARTITION_BY ({lakehouse.PARTITION}), "
-                                     "COMPRESSION zstd, COMPRESSION_LEVEL 1)").fetchall()
+                    con.execute(f"COPY (SELECT {columns}, {t.date_expr} AS {lakehouse.PARTITION} FROM {t.name}) "
+                                f"TO '{target}' (FORMAT parquet, PARTITION_BY ({lakehouse.PARTITION}), "
+                                "COMPRESSION zstd, COMPRESSION_LEVEL 1)").fetchall()
         finally:
+            con.close()
             shutil.rmtree(lake, ignore_errors=True)
 
 
