@@ -131,8 +131,8 @@ def main() -> int:
                    "cpu_s": (statistics.median(m[2]["cpu_s"] for m in measured[name])
                              if all("cpu_s" in m[2] for m in measured[name]) else None),
                    "lake_rows": middle[2].get("lake_rows"), "batch": middle[2].get("batch"),
-                   "split": ({k: statistics.median(m[2]["split"][k] for m in measured[name]) for k in measured[name][0][2]["split"]}
-                             if all("split" in m[2] for m in measured[name]) else None)}
+                   # the split of the run whose time is the median, like its stages: its parts add up
+                   "split": middle[2].get("split")}
             rows.append(row)
             print(f"{name:22s} {events:>10,} events  median {median:8.2f} s  {events / median:>12,.0f} events/s  "
                   f"peak RSS {row['peak_rss_mb']:7.0f} MB  runs {row['runs']}", flush=True)
@@ -166,7 +166,7 @@ def verdicts(by: dict[str, dict]) -> list[tuple[str, str, str, bool | None]]:
                     f"{one['median_s']:.1f} s = {one['median_s'] / floor:.1f}x; peak RSS {one['peak_rss_mb']:.0f} MB",
                     "at most 6x; peak RSS at most 1.5 GB",
                     one["median_s"] / floor <= 6 and one["peak_rss_mb"] <= 1536))
-    if floor and one and one.get("split") and one.get("cpu_s") is not None:
+    if floor and one and one.get("split"):
         out.append(_budget("backfill_1_file", one, 6 * floor))
     if one and many:
         ratio = many["median_s"] / one["median_s"]
@@ -180,7 +180,7 @@ def verdicts(by: dict[str, dict]) -> list[tuple[str, str, str, bool | None]]:
                     f"batches: {_shape(big)} vs {_shape(small)}",
                     "at most 1.3, and at most 2 s at 5M", ratio <= 1.3 and big["median_s"] <= 2.0))
     for name in ("incremental_on_5M", "incremental_on_5M_no_lake"):
-        if by.get(name, {}).get("split") and by[name].get("cpu_s") is not None:
+        if by.get(name, {}).get("split"):
             out.append(_budget(name, by[name], 2.0))
     for label in ("100k", "500k"):
         same = by.get(f"incremental_on_{label}_of_5M")
@@ -241,16 +241,17 @@ def verdicts(by: dict[str, dict]) -> list[tuple[str, str, str, bool | None]]:
 
 
 def _budget(name: str, row: dict, target_s: float) -> tuple[str, str, str, None]:
-    """A case's time before and after its commit, in wall and CPU seconds. On n cores a wall time
-    of w seconds holds at most n*w CPU seconds: the CPU a run needs bounds how fast it can be
-    however well its steps overlap, and a target of w seconds bounds the CPU it may use."""
+    """The median run of a case before and after its commit, in wall and CPU seconds. On n cores a
+    wall time of w seconds holds at most n*w CPU seconds: the CPU a run needs bounds how fast it
+    can be however well its steps overlap, and a target of w seconds bounds the CPU it may use."""
     sp, cores = row["split"], os.cpu_count() or 1
-    return (f"{name}: the run before and after its commit, in CPU seconds on {cores} cores",
-            f"load to the commit {sp['load_s']:.2f} s wall, {sp['load_cpu_s']:.2f} CPU s; after it (publication"
-            f"{'' if name.endswith('_no_lake') else ' beside the lake export'}) {sp['after_s']:.2f} s wall, "
-            f"{sp['after_cpu_s']:.2f} CPU s; in all {row['cpu_s']:.2f} CPU s, which {cores} cores run in no less than "
-            f"{row['cpu_s'] / cores:.2f} s; the target's {target_s:.2f} s holds at most {target_s * cores:.2f} CPU s",
-            "(reported: the profile of the time target)", None)
+    cpu = sp["load_cpu_s"] + sp["after_cpu_s"]
+    return (f"{name}: its median run before and after its commit, in CPU seconds on {cores} cores",
+            f"load to the commit {sp['load_s']:.2f} s wall, {sp['load_cpu_s']:.2f} CPU s; after it (Gold views, "
+            f"publication{'' if name.endswith('_no_lake') else ' beside the lake export'}, team files when due) "
+            f"{sp['after_s']:.2f} s wall, {sp['after_cpu_s']:.2f} CPU s; in all {cpu:.2f} CPU s, which {cores} cores "
+            f"run in no less than {cpu / cores:.2f} s; the target's {target_s:.2f} s holds at most "
+            f"{target_s * cores:.2f} CPU s", "(reported: the profile of the time target)", None)
 
 
 def _shape(row: dict) -> str:

@@ -24,7 +24,7 @@ def test_bench_smoke_writes_a_results_table(tmp_path):
     assert "- commit: " in text and "- machine: " in text
     assert "| backfill_1_file | stage |" in text            # stage timings are recorded
     # the end-to-end run's CPU seconds before and after its commit, against what 6x read_json allows
-    budget = next(line for line in text.splitlines() if line.startswith("| backfill_1_file: the run before and after"))
+    budget = next(line for line in text.splitlines() if line.startswith("| backfill_1_file: its median run before and after"))
     assert "load to the commit " in budget and "beside the lake export" in budget and "the target's " in budget
 
 
@@ -95,8 +95,10 @@ def test_the_incremental_case_reports_the_keys_its_publication_applied(tmp_path)
     assert split["load_s"] > 0 and split["after_s"] > 0 and split["load_cpu_s"] > 0 and split["after_cpu_s"] > 0
     assert abs(split["load_s"] + split["after_s"] - report["seconds"]) < 1e-6
     assert abs(split["load_cpu_s"] + split["after_cpu_s"] - report["cpu_s"]) < 1e-6
-    # the load ends where the publication starts: the commit comes before the publication's time
-    assert split["after_s"] >= report["stages"]["publish_s"]
+    # the split point is the commit: before it, the load's own steps; after it, the publication
+    stages = report["stages"]
+    assert split["load_s"] >= stages["stage"] + stages["silver"] + stages["checks"] + stages["commit"]
+    assert split["after_s"] >= stages["publish_s"]
 
 
 def test_the_batch_is_also_timed_without_the_lake_export_as_its_profile(tmp_path):
@@ -123,9 +125,9 @@ def test_the_batch_is_also_timed_without_the_lake_export_as_its_profile(tmp_path
     lake_row = next(line for line in text.splitlines() if line.startswith("| lake export after the 16k batch"))
     assert "rows written: " in lake_row and "rows written: None" not in lake_row
     # the CPU budget of the batch at 5M, with the lake and without it
-    for case, after in (("incremental_on_5M", "publication beside the lake export"), ("incremental_on_5M_no_lake", "publication)")):
-        budget = next(line for line in text.splitlines() if line.startswith(f"| {case}: the run before and after its commit"))
-        assert f"after it ({after}" in budget and "CPU s; in all " in budget and "the target's 2.00 s holds" in budget
+    for case, after in (("incremental_on_5M", " beside the lake export, team"), ("incremental_on_5M_no_lake", ", team")):
+        budget = next(line for line in text.splitlines() if line.startswith(f"| {case}: its median run before and after"))
+        assert f"publication{after}" in budget and "CPU s; in all " in budget and "the target's 2.00 s holds" in budget
 
 
 def test_the_same_batch_is_timed_on_the_newest_events_of_its_own_traffic(tmp_path, monkeypatch):
@@ -186,25 +188,52 @@ def test_the_same_batch_is_timed_on_the_newest_events_of_its_own_traffic(tmp_pat
 
 def test_bench_floors_prints_the_writes_a_run_cannot_skip_against_the_target(tmp_path):
     """bench.floors loads a traffic once, then times the plainest statement for each output the
-    run must write; its verdict line adds them up (the lake at its cheaper way) against 6x read_json."""
+    run must write (each checks it wrote every row), at default threads and at one; its verdict
+    lines add up the lower figures, the lake at its cheapest way, against 6x read_json."""
     import re
 
+    work = tmp_path / "not" / "made" / "yet"           # made when missing
     run = subprocess.run([sys.executable, "-m", "bench.floors", "--events", "2000", "--runs", "1", "--uncompressed",
-                          "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          "--work", str(work)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    cpu = {m.group(1): float(m.group(3)) for m in re.finditer(r"^(\w+)\s+wall\s+([\d.]+) s\s+CPU\s+([\d.]+) s$",
-                                                                run.stdout, re.M)}
-    assert set(cpu) == {"read_json", "warehouse_tables", "generation_copy", "lake_export", "lake_partition_by",
-                        "read_stg_events", "read_silver", "warehouse_tables_uncompressed", "generation_copy_uncompressed"}
-    assert all(v > 0 for v in cpu.values())
-    needed = float(re.search(r"floors needed: ([\d.]+) CPU s", run.stdout).group(1))
-    expected = cpu["read_json"] + cpu["warehouse_tables"] + cpu["generation_copy"] + min(cpu["lake_export"],
-                                                                                         cpu["lake_partition_by"])
-    assert abs(needed - expected) < 0.02            # printed figures are rounded to 0.01
-    net = float(re.search(r"without their reads of the warehouse ([-\d.]+) CPU s", run.stdout).group(1))
-    assert abs(net - (expected - 2 * cpu["read_stg_events"] - 3 * cpu["read_silver"])) < 0.04
-    assert re.search(r"the floors alone (exceed|fit in) it", run.stdout)
-    assert "uncompressed DuckDB files: " in run.stdout
-    rows = re.search(r"stg_events ([\d,]+) rows, Silver ([\d,]+) rows", run.stdout)
-    assert int(rows.group(1).replace(",", "")) > 0 and int(rows.group(2).replace(",", "")) > 0
-    assert not list(tmp_path.iterdir())             # its scratch folder (warehouse, lake, copies) is gone
+    rows = {m.group(1): (float(m.group(2)), float(m.group(3)), float(m.group(4))) for m in re.finditer(
+        r"^(\w+)\s+wall\s+([\d.]+) s\s+CPU\s+([\d.]+) s\s+1 thread CPU\s+([\d.]+) s$", run.stdout, re.M)}
+    assert set(rows) == {"read_json", "warehouse_tables", "generation_copy", "lake_export", "lake_copies",
+                         "lake_partition_by", "read_stg_events", "read_silver", "warehouse_tables_uncompressed",
+                         "generation_copy_uncompressed"}
+    assert all(v >= 0 for figures in rows.values() for v in figures)
+    low = {name: min(cpu, one) for name, (_, cpu, one) in rows.items()}
+    lake = min(low["lake_export"], low["lake_copies"], low["lake_partition_by"])
+    needed = low["read_json"] + low["warehouse_tables"] + low["generation_copy"] + lake
+    with_lake = re.search(r"with the lake \(on by default\): floors ([\d.]+) CPU s \(the lake at ([\d.]+)\), "
+                          r"net of their reads ([\d.]+): they (exceed|fit in) it", run.stdout)
+    assert with_lake, run.stdout
+    # the printed figures are rounded to 0.01 (at most 0.005 each, nine of them in the net)
+    assert abs(float(with_lake.group(2)) - lake) < 0.01
+    assert abs(float(with_lake.group(1)) - needed) < 0.03
+    assert abs(float(with_lake.group(3)) - (needed - 2 * low["read_stg_events"] - 3 * low["read_silver"])) < 0.06
+    target = re.search(r"6x read_json \(([\d.]+) s\) is ([\d.]+) s: ([\d.]+) CPU s on (\d+) cores", run.stdout)
+    assert abs(float(target.group(1)) - rows["read_json"][0]) < 0.01
+    assert abs(float(target.group(3)) - 6 * rows["read_json"][0] * int(target.group(4))) < 0.2
+    assert re.search(r"without the lake: net [\d.]+: they (exceed|fit in) it", run.stdout)
+    assert re.search(r"uncompressed DuckDB files, with the lake: net [\d.]+: they (exceed|fit in) it", run.stdout)
+    counted = re.search(r"stg_events ([\d,]+) rows, Silver ([\d,]+) rows", run.stdout)
+    assert int(counted.group(1).replace(",", "")) > 0 and int(counted.group(2).replace(",", "")) > 0
+    assert not list(work.iterdir())                 # its scratch folder (warehouse, lake, copies) is gone
+
+
+def test_bench_floors_budget_counts_the_cheapest_lake_and_takes_the_reads_off():
+    """The verdict's arithmetic on fixed figures: the lake at its cheapest way, the reads of the
+    warehouse taken off (stg_events twice and Silver three times with the lake; once and twice
+    without), the target 6x read_json's wall time on every core."""
+    from bench.floors import budget
+
+    cpu = {"read_json": 4.0, "warehouse_tables": 13.0, "generation_copy": 10.0, "lake_export": 16.0,
+           "lake_copies": 12.0, "lake_partition_by": 20.0, "read_stg_events": 1.0, "read_silver": 2.0}
+    b = budget(cpu, read_json_wall_s=2.5, cores=2)
+    assert b["lake_cpu_s"] == 12.0
+    assert b["needed_cpu_s"] == 4.0 + 13.0 + 10.0 + 12.0
+    assert b["net_cpu_s"] == 39.0 - 2 * 1.0 - 3 * 2.0
+    assert b["no_lake_net_cpu_s"] == 27.0 - 1.0 - 2 * 2.0
+    assert b["target_s"] == 15.0 and b["target_cpu_s"] == 30.0
+    assert budget(cpu, read_json_wall_s=2.5, cores=4)["target_cpu_s"] == 60.0
