@@ -30,7 +30,7 @@ computes Silver or checks. ``--uncompressed`` times the two DuckDB
 files with ``force_compression = 'uncompressed'`` as well (not a setting the product would ship:
 the absolute floor). Not a test; figures for bench/RESULTS.md.
 
-    python -m bench.floors                       # 1M events, 3 runs (about 8 minutes here)
+    python -m bench.floors                       # 1M events, 3 runs (about 12 minutes here)
     python -m bench.floors --events 20000 --runs 1 --uncompressed
 """
 from __future__ import annotations
