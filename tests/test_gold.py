@@ -382,6 +382,7 @@ def test_report_prints_every_answer_in_every_format(chaos_warehouse, tmp_path):
     assert (tmp_path / "csv" / "01_funnel_and_bounce_by_platform_all_days.csv").read_text().startswith("platform,")
 
 
+@pytest.mark.slow     # subprocesses and an SQS server
 def test_an_analyst_holding_the_file_open_never_blocks_a_run(project, queue):
     """A second process keeps the analytics file open for a whole etl.py run: the run succeeds,
     the analyst keeps the snapshot it opened, and sees the new data after reconnecting."""

@@ -83,6 +83,7 @@ def test_samples_batch_dead_letters_three_and_counts_the_duplicate_once(project)
         assert f.stat().st_mode & 0o077 == 0, f                         # owner-only
 
 
+@pytest.mark.slow     # several loads
 def test_same_file_twice_is_skipped_and_reprocess_changes_nothing(project):
     copy_samples(project / "staging", SAMPLE_NAME)
     assert run_ps(project).returncode == 0
@@ -139,6 +140,7 @@ def test_kill_9_during_the_load_leaves_nothing_and_a_rerun_equals_a_clean_run(pr
     assert (project / "dead_letter" / SAMPLE_NAME).read_bytes() == (clean / "dead_letter" / SAMPLE_NAME).read_bytes()
 
 
+@pytest.mark.slow     # several loads
 def test_a_failing_check_rolls_back_names_the_check_and_other_files_go_on(project, monkeypatch, tmp_path):
     """A check that fails on every event of a file is a systematic fault: the whole file fails
     (isolating stops: it would dead-letter most of the file). tests/reliability/test_poison.py
@@ -414,7 +416,7 @@ def test_the_compiled_parser_equals_the_contract_parser_on_mutated_messages(proj
     assert len(out) - fell_back > 0.6 * accepted                 # the compiled pass took most accepted ones
 
 
-@pytest.mark.parametrize("stage_rows", [1, 60])
+@pytest.mark.parametrize("stage_rows", [pytest.param(1, marks=pytest.mark.slow), 60])   # 1: a statement a row
 def test_a_file_staged_in_pieces_loads_as_when_staged_whole(project, tmp_path, monkeypatch, stage_rows):
     """The compiled parser's rows are staged piece by piece inside the load's transaction, each
     piece's duplicate search seeing the pieces before it. Events repeated across pieces (early

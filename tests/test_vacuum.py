@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from nelo_etl import db, staging
 from nelo_etl.config import load_config
 from nelo_etl.simulate import SimConfig, Simulator, write_batches
@@ -50,6 +52,7 @@ def test_vacuum_is_due_once_per_interval_and_after_a_clock_set_back(project):
     assert db.vacuum_due(every_run, "warehouse")
 
 
+@pytest.mark.slow     # many loads
 def test_runs_compact_the_warehouse_and_each_generation_once_per_interval(project, tmp_path, monkeypatch):
     """The first run compacts (nothing is known); runs within vacuum_minutes do not, and say so
     to DuckDB; once the interval has passed the next run compacts again. The two generations of
