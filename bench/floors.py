@@ -51,7 +51,7 @@ from nelo_etl import lakehouse, silver
 from nelo_etl.config import load_config
 from nelo_etl.staging import process_files
 
-from .case import _cpu_seconds as _cpu, _warm, traffic
+from .case import READ_JSON_FLOOR, _cpu_seconds as _cpu, _warm, traffic
 from .parsers import workspace
 
 
@@ -83,9 +83,7 @@ class Floors:
             self.con.execute(f"SELECT max(COLUMNS(*)) FROM w.{t}").fetchall()
 
     def read_json(self) -> None:
-        self.con.execute("CREATE OR REPLACE TABLE raw AS SELECT * FROM read_json($p, format = 'newline_delimited', "
-                         "columns = {'MessageId': 'VARCHAR', 'Attributes': 'JSON', 'Body': 'VARCHAR'})",
-                         {"p": str(self.source)}).fetchall()
+        self.con.execute(READ_JSON_FLOOR, {"p": str(self.source)}).fetchall()
         self.con.execute("DROP TABLE raw").fetchall()
 
     def _copy_tables(self, name: str, tables: list[str], version: str | None, uncompressed: bool) -> None:
@@ -145,7 +143,6 @@ class Floors:
         shutil.rmtree(lake, ignore_errors=True)
         lake.mkdir()
         con = self._connect(self.warehouse)
-        zstd = "COMPRESSION zstd, COMPRESSION_LEVEL 1"
         written: dict[str, int] = {}
         try:
             for t in lakehouse.TABLES:
@@ -160,13 +157,13 @@ class Floors:
                     for n, (condition, params) in enumerate(where):
                         target = str(folder / f"part-{n}.parquet").replace("'", "''")
                         written[t.name] = written.get(t.name, 0) + con.execute(
-                            f"COPY (SELECT {columns} FROM {t.name}{condition}) TO '{target}' (FORMAT parquet, {zstd})",
+                            f"COPY (SELECT {columns} FROM {t.name}{condition}) TO '{target}' ({lakehouse.PARQUET_OPTIONS})",
                             params).fetchall()[0][0]
                 else:
                     target = str(folder).replace("'", "''")
                     written[t.name] = con.execute(
                         f"COPY (SELECT {columns}, {t.date_expr} AS {lakehouse.PARTITION} FROM {t.name}) TO '{target}' "
-                        f"(FORMAT parquet, PARTITION_BY ({lakehouse.PARTITION}), {zstd})").fetchall()[0][0]
+                        f"({lakehouse.PARQUET_OPTIONS}, PARTITION_BY ({lakehouse.PARTITION}))").fetchall()[0][0]
             self._check_lake(written)
         finally:
             con.close()

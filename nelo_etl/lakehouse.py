@@ -73,6 +73,8 @@ PART_FILE = "part-0.parquet"
 #: A partition of an append-only table holding this many files is rewritten as one (compaction):
 #: at a batch every 15 minutes today's partition is compacted every six hours.
 MAX_PART_FILES = 24
+#: How the export writes a Parquet file (COPY options): zstd at its cheapest level.
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 #: Every decimal (money) column is written with this type, by either engine.
 LAKE_DECIMAL = "DECIMAL(38, 6)"
 
@@ -442,8 +444,8 @@ def _write_partition(con: duckdb.DuckDBPyConnection, t: LakeTable, p: str, colum
     cur = _utc_cursor(con)
     try:                        # the caller removes ``local`` whatever happens here
         with (stop.running(cur) if stop else contextlib.nullcontext()):
-            cur.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{target}' "
-                        "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)", params).fetchall()
+            cur.execute(f"COPY (SELECT {columns} FROM {t.name} {where}) TO '{target}' ({PARQUET_OPTIONS})",
+                        params).fetchall()
     finally:
         cur.close()
     return local
