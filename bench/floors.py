@@ -102,8 +102,9 @@ class Floors:
                     for t in tables:
                         self.con.execute(f"CREATE TABLE dst.{t} AS SELECT * FROM w.{t}").fetchall()
                         copied = self.con.execute(f"SELECT count(*) FROM dst.{t}").fetchall()[0][0]
-                        if copied != self.count(t):
-                            raise RuntimeError(f"{name}: {t} holds {copied} rows, not {self.count(t)}")
+                        expected = self.count(t)
+                        if copied != expected:
+                            raise RuntimeError(f"{name}: {t} holds {copied} rows, not {expected}")
                     self.con.execute("COMMIT").fetchall()
                 except BaseException:
                     self.con.execute("ROLLBACK").fetchall()     # or DETACH fails on the aborted transaction
@@ -135,8 +136,9 @@ class Floors:
 
     def _check_lake(self, rows: dict[str, int]) -> None:
         for t in lakehouse.TABLES:
-            if rows.get(t.name, 0) != self.count(t.name):
-                raise RuntimeError(f"the lake got {rows.get(t.name, 0)} rows of {t.name}, not {self.count(t.name)}")
+            got, expected = rows.get(t.name, 0), self.count(t.name)
+            if got != expected:
+                raise RuntimeError(f"the lake got {got} rows of {t.name}, not {expected}")
 
     def _lake_copy(self, name: str, per_partition: bool) -> None:
         lake = self.scratch / name
@@ -150,7 +152,7 @@ class Floors:
                 folder = lake / t.name
                 folder.mkdir()
                 if t.date_expr is None or per_partition:
-                    where, params = [("", {})], None
+                    where: list[tuple[str, dict]] = [("", {})]
                     if t.date_expr is not None:
                         days = con.execute(f"SELECT DISTINCT {t.date_expr} FROM {t.name}").fetchall()
                         where = [(f" WHERE {t.date_expr} IS NOT DISTINCT FROM $d", {"d": d}) for (d,) in days]
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         _warm([source])
         figures: dict[int, dict[str, tuple[float, float]]] = {}
-        for threads in (os.cpu_count() or 1, 1):
+        for threads in sorted({os.cpu_count() or 1, 1}, reverse=True):      # the default, then one
             floors = Floors(Path(cfg.database_path), source, scratch, cfg.analytics_storage_version, threads)
             try:
                 cases: dict[str, Callable[[], None]] = {
@@ -251,8 +253,6 @@ def main(argv: list[str] | None = None) -> int:
                 figures[threads] = measure(cases, args.runs)
             finally:
                 floors.close()
-            if threads == 1:
-                break
         cores = os.cpu_count() or 1
         default = figures[cores]
         low = {name: min(f[name][1] for f in figures.values()) for name in default}
