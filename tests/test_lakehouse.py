@@ -106,6 +106,61 @@ def test_a_second_export_writes_nothing(loaded):
     assert result.written == {} and result.removed == {}
 
 
+#: changed_since as it read before session 13: every pair's whole history before its earliest new
+#: event (the reference its equality join must agree with)
+_CHANGED_SINCE_BY_HISTORY = """
+    WITH new_events AS (
+        SELECT user_id, platform, min(event_timestamp_us) AS since_us
+        FROM stg_events WHERE load_id > $load_id GROUP BY user_id, platform
+    ),
+    in_force AS (
+        SELECT n.since_us, max(s.session_start_ts) AS start_ts
+        FROM new_events AS n
+        LEFT JOIN silver_event_sessions AS s
+          ON s.user_id = n.user_id AND s.platform = n.platform AND s.event_timestamp_us <= n.since_us
+        GROUP BY n.user_id, n.platform, n.since_us
+    )
+    SELECT min(least(CAST(coalesce(start_ts, make_timestamp(since_us)) AS DATE), CAST(make_timestamp(since_us) AS DATE)))
+    FROM in_force"""
+
+
+def test_the_earliest_changed_date_is_the_one_the_pairs_whole_history_gives(loaded, tmp_path):
+    """changed_since finds the session in force at each pair's earliest new event from that
+    event's own row; it must give the date a reading of the pair's whole history gives, for every
+    mark, and also when that row is missing (then it reads the pair's earlier rows)."""
+    import shutil
+
+    cfg, _, _, _, _ = loaded
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(cfg.database_path, copy)
+    con = duckdb.connect(str(copy))
+    try:
+        top = con.execute("SELECT max(load_id) FROM stg_events").fetchall()[0][0]
+        expected = {m: con.execute(_CHANGED_SINCE_BY_HISTORY, {"load_id": m}).fetchall()[0][0] for m in range(top)}
+        assert None not in expected.values()
+        assert {m: lakehouse.changed_since(con, m) for m in range(top)} == expected
+        # one pair of the newest load whose session before its earliest new event began on an
+        # earlier day; the load is cut down to that pair and the event's own row removed
+        (user, platform, since_date, before_date), = con.execute("""
+            WITH n AS (SELECT user_id, platform, min(event_timestamp_us) AS since_us
+                       FROM stg_events WHERE load_id = $top GROUP BY ALL)
+            SELECT n.user_id, n.platform, CAST(make_timestamp(n.since_us) AS DATE), CAST(max(s.session_start_ts) AS DATE)
+            FROM n JOIN silver_event_sessions AS s
+              ON s.user_id = n.user_id AND s.platform = n.platform AND s.event_timestamp_us < n.since_us
+            GROUP BY ALL HAVING CAST(max(s.session_start_ts) AS DATE) < CAST(make_timestamp(n.since_us) AS DATE)
+            ORDER BY ALL LIMIT 1""", {"top": top}).fetchall()
+        con.execute("DELETE FROM stg_events WHERE load_id = $top AND (user_id, platform) <> ($u, $p)",
+                    {"top": top, "u": user, "p": platform}).fetchall()
+        con.execute("""
+            DELETE FROM silver_event_sessions WHERE user_id = $u AND platform = $p AND event_timestamp_us =
+                (SELECT min(event_timestamp_us) FROM stg_events WHERE load_id = $top)""",
+                    {"top": top, "u": user, "p": platform}).fetchall()
+        assert con.execute(_CHANGED_SINCE_BY_HISTORY, {"load_id": top - 1}).fetchall()[0][0] == before_date
+        assert lakehouse.changed_since(con, top - 1) == before_date < since_date
+    finally:
+        con.close()
+
+
 def test_a_reader_never_sees_half_a_partition(loaded, tmp_path):
     cfg, _, _, _, _ = loaded
     lake = lakehouse.open_lake(str(tmp_path / "lake"))

@@ -188,6 +188,46 @@ def test_append_only_partitions_gain_a_file_per_export_and_are_compacted(tmp_pat
     assert any(after[key] == [] for key in grown)               # compacted into part-0
 
 
+def test_an_append_only_row_removed_behind_the_export_is_seen_by_the_counts(tmp_path, monkeypatch):
+    """The export adds up an append-only table's fingerprints from the manifest and the new rows'
+    instead of hashing the older rows again, trusting only their counts. A row removed behind its
+    back (an engineer's fix by hand) changes a count: the table is hashed whole, the partition is
+    rewritten, and the lake again equals the warehouse."""
+    from ..silver_helpers import load, make_project
+
+    files = _batches(tmp_path, 4)
+    cfg = make_project(tmp_path / "project")
+    root = Path(cfg.path).parent / cfg.lakehouse_path
+    added_up: list[tuple[str, bool]] = []
+    real = lakehouse._appended
+
+    def recording(con, t, *a):
+        now = real(con, t, *a)
+        added_up.append((t.name, now is not None))
+        return now
+
+    monkeypatch.setattr(lakehouse, "_appended", recording)
+    load(cfg, files[:2])
+    load(cfg, [files[2]])
+    assert ("stg_events", True) in added_up                        # the counts added up: nothing hashed again
+    assert _lake_equals_warehouse(cfg, root) == []
+    con = duckdb.connect(str(cfg.database_path))
+    try:
+        # an older load's row in the newest day, which the next batch's scope holds
+        removed = con.execute("""
+            DELETE FROM stg_events WHERE (event_id, item_index) IN (
+                SELECT (event_id, item_index) FROM stg_events
+                WHERE load_id < (SELECT max(load_id) FROM stg_events)
+                ORDER BY event_ts DESC, event_id, item_index LIMIT 1)""").fetchall()[0][0]
+    finally:
+        con.close()
+    assert removed == 1
+    added_up.clear()
+    load(cfg, [files[3]])
+    assert ("stg_events", False) in added_up                       # a count disagreed: hashed whole
+    assert _lake_equals_warehouse(cfg, root) == []
+
+
 def test_an_added_file_the_manifest_never_recorded_doubles_no_row(tmp_path, monkeypatch):
     """A crash after an added file was put and before the manifest named it (the manifest as it
     was before), then the same export again, then more loads; and a crash after a partition was
