@@ -1312,6 +1312,16 @@ def refresh_gold_layer(cfg: Config, export_lake: bool = False) -> Any:
                 # both shared one duckdb_memory_limit: once more on its own, now the publication is done
                 log.warning("lake export ran out of memory beside the publication; exporting again after it")
                 lake_result = lakehouse.export_after_run(cfg, con)
+            if isinstance(gold_result, str) and "OutOfMemory" in gold_result:
+                # the same for the publication (seen: the team files of the first run after a
+                # 5M-event backfill, whose export wrote the whole lake beside them): once more,
+                # alone. It publishes the other generation, so the first attempt's is not reused
+                log.warning("publication ran out of memory beside the lake export; publishing again after it")
+                try:
+                    gold_result = gold.refresh(cfg, con)
+                except Exception as exc:  # noqa: BLE001
+                    log.exception("gold refresh failed")
+                    gold_result = f"gold refresh failed: {type(exc).__name__}: {first_line(exc)}"
         elif export_lake:
             lake_result = lakehouse.export_after_run(cfg, con)
         if lake and isinstance(gold_result, dict):     # the two overlap: what the run waited for both

@@ -469,6 +469,37 @@ def test_an_export_out_of_memory_beside_the_publication_runs_again_after_it(proj
     assert _lake_equals_warehouse(cfg, project / "lake") == []
 
 
+@pytest.mark.parametrize("failures", [1, 2])
+def test_a_publication_out_of_memory_beside_the_export_runs_again_after_it(project, monkeypatch, failures):
+    """The other way round (seen on the first run after a 5M-event backfill: its team files ran
+    out of memory while the export wrote the whole lake): the publication runs once more, alone,
+    and the run succeeds. Out of memory again is the run's failure, not another attempt; the
+    batch stays committed either way."""
+    import threading
+
+    from nelo_etl import gold
+
+    cfg = load_config(write_config(project, lakehouse_path="lake"))
+    real_publish, export_running = gold.publish, []
+
+    def publish(cfg, con, *args, **kwargs):
+        export_running.append(any(t.name == "lake-export" for t in threading.enumerate()))
+        if len(export_running) <= failures:
+            raise duckdb.OutOfMemoryException("Out of Memory Error: simulated")
+        return real_publish(cfg, con, *args, **kwargs)
+
+    monkeypatch.setattr(gold, "publish", publish)
+    run = staging.process_files(cfg, [copy_samples(project / "staging")])
+    assert len(export_running) == 2 and not export_running[1]      # the second attempt: after the export
+    assert [f.status for f in run.files] == ["committed"]
+    assert _lake_equals_warehouse(cfg, project / "lake") == []
+    if failures == 1:
+        assert run.ok and isinstance(run.gold, dict)
+        assert (project / "warehouse" / "analytics.duckdb").exists()
+    else:
+        assert not run.ok and isinstance(run.gold, str) and "OutOfMemory" in run.gold
+
+
 def test_a_generation_attached_beside_the_warehouse_does_not_reshape_the_export(project, tmp_path):
     """The publication attaches its generation (the Silver tables' names) while the export reads
     the catalog: the export must see the warehouse's columns only, or it takes the generation's
