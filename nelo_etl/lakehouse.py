@@ -262,11 +262,13 @@ def table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[tuple[str, 
                        "ORDER BY column_index", {"t": name}).fetchall()
 
 
-def _export_select(con: duckdb.DuckDBPyConnection, t: LakeTable) -> str:
+def _export_select(con: duckdb.DuckDBPyConnection, t: LakeTable,
+                   columns: list[tuple[str, str]] | list[list[str]] | None = None) -> str:
     """The table's columns as written: JSON as text, HUGEINT sums as BIGINT (Spark's types), money
-    as LAKE_DECIMAL, and without the partition column (its value is in the folder name)."""
+    as LAKE_DECIMAL, and without the partition column (its value is in the folder name).
+    ``columns``: the table's (column, type) when the caller has them."""
     out = []
-    for name, dtype in table_columns(con, t.name):
+    for name, dtype in (columns if columns is not None else table_columns(con, t.name)):
         if t.date_expr is not None and name == PARTITION:
             continue
         if dtype == "JSON":
@@ -458,6 +460,13 @@ def _files_in(lake: Lake, folder: tuple[str, ...]) -> dict[str, str]:
     return {path[len(prefix):]: path for path in lake.files(*folder) if "/" not in path[len(prefix):]}
 
 
+#: The manifest is saved after a partition is put in place only when this many seconds passed
+#: since its last save (and always once the table is done): a crash leaves the next export to
+#: write again what the manifest does not name yet (at most this long of work; the same file
+#: names, so nothing doubles), and a 16k batch saves it about once per table instead of once per
+#: partition (50 fsynced JSON files, 0.1-0.2 CPU s at 5M events, session 13).
+MANIFEST_SAVE_SECONDS = 1.0
+
 #: Partitions written at once: DuckDB writes a Parquet file on one thread (0.97 s for five
 #: partitions of stg_events at 5M one after the other, 0.69 s two at a time, on 2 cores).
 WRITERS = 2
@@ -551,7 +560,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
             in_scope = [p for p in held if since is None or p >= since.isoformat()]
             changed = sorted(p for p, fp in now.items() if reshaped or held.get(p) != fp)
             gone = sorted(p for p in in_scope if p not in now)
-            columns = _export_select(con, t) if changed else ""
+            columns = _export_select(con, t, columns_now) if changed else ""
             # an append-only table's partition that only gained rows (its fingerprint is the one
             # recorded plus that of the rows of the loads since) gets them as a file of its own
             appendable: set[str] = set()
@@ -562,6 +571,7 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                               and _only_own_files(lake, t, p, added.get(p, []), mark)}
             # the partitions are written two at a time (DuckDB writes one Parquet file on one
             # thread), at most WRITERS ahead of the one being put in place and recorded, in order
+            saved = time.monotonic()
             with ThreadPoolExecutor(max_workers=WRITERS) as pool:
                 writing: dict[str, tuple[Any, Path]] = {}
                 queue = iter(changed)
@@ -598,7 +608,9 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                             _remove_foreign_files(lake, _partition_dir(t, p))
                             added.pop(p, None)
                         held[p] = now[p]
-                        _save_manifest(lake, t, held, mark, shape, added)
+                        if time.monotonic() - saved >= MANIFEST_SAVE_SECONDS:
+                            _save_manifest(lake, t, held, mark, shape, added)
+                            saved = time.monotonic()
                         result.written[t.name] = result.written.get(t.name, 0) + 1
                         result.rows[t.name] = result.rows.get(t.name, 0) + _count(new_rows[p] if p in appendable else now[p])
                         replaced += 1

@@ -274,6 +274,37 @@ def test_an_added_file_the_manifest_never_recorded_doubles_no_row(tmp_path, monk
     _added_files(root)
 
 
+def test_a_crash_between_the_manifests_saves_writes_the_unnamed_partitions_again(tmp_path, monkeypatch):
+    """The manifest is saved once the table is done, or a partition later when MANIFEST_SAVE_SECONDS
+    passed: a crash in between leaves partitions in place that it does not name yet (an added
+    file, a rewritten part-0). The next export writes them again under the same names: the lake
+    equals the warehouse, no row twice, every folder holds what its manifest lists."""
+    from ..silver_helpers import load, make_project
+
+    files = _batches(tmp_path, 3)
+    cfg = make_project(tmp_path / "project")
+    root = Path(cfg.path).parent / cfg.lakehouse_path
+    lake = lakehouse.open_lake(str(root))
+    load(cfg, files[:2])
+    staging.process_files(cfg, [files[2]], move=False, refresh_gold=False)   # committed, not exported
+    first = lakehouse.TABLES[0]
+    before = (root / first.folder / lakehouse.MANIFEST).read_text()
+    monkeypatch.setattr(lakehouse, "MANIFEST_SAVE_SECONDS", 3600)
+    con = duckdb.connect(str(cfg.database_path), read_only=True)
+    try:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            lakehouse.export(con, lake, tmp_path / "work", crash_after=1)
+        # a partition of the first table is in place, and its manifest does not name it yet
+        assert (root / first.folder / lakehouse.MANIFEST).read_text() == before
+        assert _lake_equals_warehouse(cfg, root) != []
+        monkeypatch.setattr(lakehouse, "MANIFEST_SAVE_SECONDS", 0)
+        assert lakehouse.export(con, lake, tmp_path / "work").written[first.name] >= 1
+    finally:
+        con.close()
+    assert _lake_equals_warehouse(cfg, root) == []
+    _added_files(root)
+
+
 def test_another_engines_file_in_an_append_only_partition_makes_it_rewritten(tmp_path):
     """A Parquet file the export did not write (Spark's output after a switch of engines) in a
     partition that gained rows: the partition is rewritten whole and the file goes, rather than
