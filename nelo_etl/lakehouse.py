@@ -596,8 +596,14 @@ def export(con: duckdb.DuckDBPyConnection, lake: Lake, work_dir: Path,
                             if stop:
                                 stop.check()
                             write_next()
-                            if p not in appendable and added.get(p):
-                                held[p] = REWRITING         # until its added files are gone
+                            if p not in appendable and (added.get(p) or (t.load_column and p in held)):
+                                # until its added files are gone, and until the manifest names the
+                                # new part-0: an append-only partition's new part-0 holds the rows
+                                # of the loads after the mark, and a crash before the manifest is
+                                # saved must not leave the old fingerprint beside it (the next
+                                # export would add those rows up and write them again as an added
+                                # file: found by review)
+                                held[p] = REWRITING
                                 _save_manifest(lake, t, held, mark, shape, added)
                             lake.put_file(local, *_partition_dir(t, p), name_of(p))
                         finally:

@@ -276,9 +276,9 @@ def test_an_added_file_the_manifest_never_recorded_doubles_no_row(tmp_path, monk
 
 def test_a_crash_between_the_manifests_saves_writes_the_unnamed_partitions_again(tmp_path, monkeypatch):
     """The manifest is saved once the table is done, or a partition later when MANIFEST_SAVE_SECONDS
-    passed: a crash in between leaves partitions in place that it does not name yet (an added
-    file, a rewritten part-0). The next export writes them again under the same names: the lake
-    equals the warehouse, no row twice, every folder holds what its manifest lists."""
+    passed: a crash in between leaves added files in place that it does not name yet. The next
+    export writes them again under the same names: the lake equals the warehouse, no row twice,
+    every folder holds what its manifest lists. (A partition rewritten whole: the next test.)"""
     from ..silver_helpers import load, make_project
 
     files = _batches(tmp_path, 3)
@@ -299,6 +299,30 @@ def test_a_crash_between_the_manifests_saves_writes_the_unnamed_partitions_again
         assert _lake_equals_warehouse(cfg, root) != []
         monkeypatch.setattr(lakehouse, "MANIFEST_SAVE_SECONDS", 0)
         assert lakehouse.export(con, lake, tmp_path / "work").written[first.name] >= 1
+    finally:
+        con.close()
+    assert _lake_equals_warehouse(cfg, root) == []
+    _added_files(root)
+
+
+def test_a_crash_after_an_append_only_partition_was_rewritten_whole_doubles_no_row(tmp_path):
+    """A partition of an append-only table rewritten whole (``--full``, a compaction, another
+    engine's file) holds the rows of the loads after the manifest's mark in its new part-0. A
+    crash before the manifest names it must not let the next export add those rows up again as
+    an added file: the manifest marks it as being rewritten first. Found by review."""
+    from ..silver_helpers import load, make_project
+
+    files = _batches(tmp_path, 2)
+    cfg = make_project(tmp_path / "project")
+    root = Path(cfg.path).parent / cfg.lakehouse_path
+    lake = lakehouse.open_lake(str(root))
+    load(cfg, [files[0]])
+    staging.process_files(cfg, [files[1]], move=False, refresh_gold=False)   # committed, not exported
+    con = duckdb.connect(str(cfg.database_path), read_only=True)
+    try:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            lakehouse.export(con, lake, tmp_path / "work", full=True, crash_after=1)
+        lakehouse.export(con, lake, tmp_path / "work")
     finally:
         con.close()
     assert _lake_equals_warehouse(cfg, root) == []
