@@ -1276,6 +1276,20 @@ def publication_pending(cfg: Config) -> bool:
         con.close()
 
 
+def _gold_refresh(cfg: Config, con: Any) -> Any:
+    """gold.refresh, or its error as one line (the batches are committed: it is reported)."""
+    try:
+        return gold.refresh(cfg, con)
+    except Exception as exc:  # noqa: BLE001
+        log.exception("gold refresh failed")
+        return f"gold refresh failed: {type(exc).__name__}: {first_line(exc)}"
+
+
+def _out_of_memory(result: Any) -> bool:
+    """Whether a publication's or export's result is the line of a DuckDB out-of-memory error."""
+    return isinstance(result, str) and "OutOfMemory" in result
+
+
 def refresh_gold_layer(cfg: Config, export_lake: bool = False) -> Any:
     """Gold views and the analysts' file after committed loads. A failure here loses no data (the
     batches are committed): it is reported, and the next run publishes again.
@@ -1301,27 +1315,19 @@ def refresh_gold_layer(cfg: Config, export_lake: bool = False) -> Any:
             except Exception as exc:  # noqa: BLE001 - then it runs after the publication, as it did
                 log.warning("lake export cannot run beside the publication (%s); it runs after it", first_line(exc))
                 lake = None
-        try:
-            gold_result: Any = gold.refresh(cfg, con)
-        except Exception as exc:  # noqa: BLE001
-            log.exception("gold refresh failed")
-            gold_result = f"gold refresh failed: {type(exc).__name__}: {first_line(exc)}"
+        gold_result: Any = _gold_refresh(cfg, con)
         if lake:
             lake_result = lake.join()
-            if isinstance(lake_result, str) and "OutOfMemory" in lake_result:
-                # both shared one duckdb_memory_limit: once more on its own, now the publication is done
+            # both share one duckdb_memory_limit: whichever ran out of memory beside the other runs
+            # once more on its own, now the other is done (the publication's seen on the first run
+            # after a 5M-event backfill: its team files, while the export wrote the whole lake; it
+            # publishes the other generation, so the first attempt's is not reused)
+            if _out_of_memory(lake_result):
                 log.warning("lake export ran out of memory beside the publication; exporting again after it")
                 lake_result = lakehouse.export_after_run(cfg, con)
-            if isinstance(gold_result, str) and "OutOfMemory" in gold_result:
-                # the same for the publication (seen: the team files of the first run after a
-                # 5M-event backfill, whose export wrote the whole lake beside them): once more,
-                # alone. It publishes the other generation, so the first attempt's is not reused
+            if _out_of_memory(gold_result):
                 log.warning("publication ran out of memory beside the lake export; publishing again after it")
-                try:
-                    gold_result = gold.refresh(cfg, con)
-                except Exception as exc:  # noqa: BLE001
-                    log.exception("gold refresh failed")
-                    gold_result = f"gold refresh failed: {type(exc).__name__}: {first_line(exc)}"
+                gold_result = _gold_refresh(cfg, con)
         elif export_lake:
             lake_result = lakehouse.export_after_run(cfg, con)
         if lake and isinstance(gold_result, dict):     # the two overlap: what the run waited for both
