@@ -1,6 +1,7 @@
 """The benchmark suite keeps working: a tiny smoke size of it (the real figures come from `make bench`)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -44,6 +45,42 @@ def test_bench_explain_profiles_a_batch_on_a_kept_history(tmp_path):
     assert lines[0].startswith(f"history {int(history):,} events")
     assert any("silver_event_sessions" in line for line in lines[1:])
     assert not (work / f"explain_{history}").exists()          # its copy is removed
+    # bench.batch_floors on the same kept history: the timed batch, then its writes the plainest way
+    import re
+
+    out = subprocess.run([sys.executable, "-m", "bench.batch_floors", "--work", str(work), "--history", history,
+                          "--batch", "300", "--runs", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    floors = {m.group(1): (int(m.group(2).replace(",", "")), float(m.group(3)), float(m.group(4))) for m in re.finditer(
+        r"^floor (\w+)\s+([\d,]+) rows\s+([\d.]+) s\s+([\d.]+) CPU s$", out.stdout, re.M)}
+    assert set(floors) == {"warehouse_rows", "generation_rows", "lake_rows"}, out.stdout
+    assert all(rows > 0 and wall > 0 for rows, wall, _ in floors.values())
+    # the publication applies two batches' rows (the spare generation lags by two), the load its own
+    assert floors["generation_rows"][0] > floors["warehouse_rows"][0] - int(
+        re.search(r"stg_events ([\d,]+) rows", out.stdout).group(1).replace(",", "")), out.stdout
+    writes = re.search(r"writes alone: ([\d.]+) s \(warehouse ([\d.]+) s, then ([\d.]+) s", out.stdout)
+    assert writes, out.stdout
+    gen, lake = floors["generation_rows"], floors["lake_rows"]
+    after = max(gen[1], (gen[2] + lake[2]) / (os.cpu_count() or 1))
+    assert abs(float(writes.group(2)) - floors["warehouse_rows"][1]) < 0.006
+    assert abs(float(writes.group(3)) - after) < 0.006
+    assert abs(float(writes.group(1)) - (floors["warehouse_rows"][1] + after)) < 0.012
+    assert not (work / f"batch_floors_{history}").exists()     # its copy is removed
+
+
+def test_bench_batch_floors_verdict_puts_the_commit_first_and_shares_the_cores_after_it():
+    """The batch floors' arithmetic on fixed figures: the warehouse's write before the commit;
+    after it the generation's and the lake's side by side, no shorter than the generation's
+    (one file's transaction), nor than their CPU shared out on the cores. The lake's own wall
+    time bounds nothing (its partitions could be written side by side)."""
+    from bench.batch_floors import verdict
+
+    floors = {"warehouse_rows": (0.3, 0.4), "generation_rows": (0.5, 0.6), "lake_rows": (0.7, 1.6)}
+    v = verdict(floors, cores=2)
+    assert v["after_commit_s"] == (0.6 + 1.6) / 2 and v["writes_s"] == 0.3 + 1.1
+    assert abs(v["left_s"] - (2.0 - 1.4)) < 1e-9
+    assert verdict(floors, cores=8)["after_commit_s"] == 0.5           # many cores: the generation's own
+    assert verdict(dict(floors, lake_rows=(3.0, 0.1)), cores=8)["after_commit_s"] == 0.5
 
 
 def test_the_timed_batch_publishes_onto_a_generation_two_batches_behind(tmp_path):
