@@ -613,8 +613,13 @@ def _apply_keys(con: duckdb.DuckDBPyConnection, name: str, done: int, upto: int,
         floor, bound = sql.since_floor(con, "x", target.since[0], "_publish_keys", target.since[1])
     con.execute(f"DELETE FROM pub_base.{name} AS x WHERE {floor}EXISTS (SELECT 1 FROM _publish_keys AS k WHERE {match})",
                 bound).fetchall()
-    con.execute(f"INSERT INTO pub_base.{name} SELECT * FROM main.{name} AS x "
-                f"WHERE {floor}EXISTS (SELECT 1 FROM _publish_keys AS k WHERE {match})", bound).fetchall()
+    # the keys' rows are found on the key columns first, then fetched whole by rowid: joined
+    # directly, every column of the days the keys reach was read and decompressed, though the
+    # keys name about a fifth of those rows (at 5M: 0.109 -> 0.052 CPU s for one batch's
+    # silver_list_impressions)
+    con.execute(f"INSERT INTO pub_base.{name} SELECT * FROM main.{name} AS x WHERE {floor}x.rowid IN "
+                f"(SELECT x.rowid FROM main.{name} AS x WHERE {floor}EXISTS (SELECT 1 FROM _publish_keys AS k "
+                f"WHERE {match}))", bound).fetchall()
     con.execute("DROP TABLE _publish_keys").fetchall()
 
 
