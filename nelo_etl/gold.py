@@ -597,6 +597,10 @@ def _apply_keys(con: duckdb.DuckDBPyConnection, name: str, done: int, upto: int,
                 columns: dict[str, str], keys: list[str]) -> None:
     """Replace in the base the rows of ``name`` whose key the journal names (delete, then copy).
     ``columns``: the table's column types; ``keys``: the key columns (of one journal row)."""
+    if "rowid" in columns:
+        # a column of that name would hide DuckDB's row id, and the fetch by rowid below would
+        # copy the rows its values happen to number
+        raise ValueError(f"{name} has a column named rowid: the publication fetches rows by DuckDB's rowid")
     # the JSON structure comes from our own catalog (column names and types), never from data
     structure = json.dumps({k: columns[k] for k in keys})
     # DISTINCT around the unnest, not on it: DuckDB 2.0's SELECT DISTINCT unnest(<struct>) dedupes on

@@ -256,3 +256,25 @@ def test_the_generations_keep_their_views_made_once_in_the_older_storage_format(
     load_and_publish(cfg, [files[3]])
     assert made[2:] == [False, True]
     assert [gold.views_current_in(gen) for gen in gold.gen_paths(cfg)] == [True, True]
+
+
+def test_a_silver_column_named_rowid_stops_the_publication_before_it_copies_a_row():
+    """The publication fetches a key's rows by DuckDB's rowid; a table column of that name would
+    hide it and copy whatever rows its values number. It is refused with its reason instead,
+    before the generation is touched (the caller's transaction rolls back)."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE dim_platforms (platform VARCHAR, rowid BIGINT)").fetchall()
+    con.execute("INSERT INTO dim_platforms VALUES ('ios', 1), ('android', 0)").fetchall()
+    con.execute("CREATE TABLE publish_journal (journal_id BIGINT, load_id BIGINT, table_name VARCHAR, "
+                "key_json JSON)").fetchall()
+    con.execute("""INSERT INTO publish_journal VALUES (1, 1, 'dim_platforms', '{"platform": "ios"}')""").fetchall()
+    con.execute("ATTACH ':memory:' AS pub_base").fetchall()
+    con.execute("CREATE TABLE pub_base.dim_platforms AS SELECT 'ios' AS platform, 7::BIGINT AS rowid").fetchall()
+    with pytest.raises(ValueError, match="column named rowid"):
+        gold._apply_keys(con, "dim_platforms", 0, 1, {"platform": "VARCHAR", "rowid": "BIGINT"}, ["platform"])
+    assert con.execute("SELECT * FROM pub_base.dim_platforms").fetchall() == [("ios", 7)]
+    # without the column, the same key's row is copied
+    con.execute("CREATE OR REPLACE TABLE dim_platforms AS SELECT * EXCLUDE (rowid) FROM dim_platforms").fetchall()
+    con.execute("CREATE OR REPLACE TABLE pub_base.dim_platforms (platform VARCHAR)").fetchall()
+    gold._apply_keys(con, "dim_platforms", 0, 1, {"platform": "VARCHAR"}, ["platform"])
+    assert con.execute("SELECT * FROM pub_base.dim_platforms").fetchall() == [("ios",)]
