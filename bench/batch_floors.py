@@ -155,16 +155,9 @@ class BatchFloors:
         the in-memory database ``name``, by the publication's own statements (gold._apply_keys)."""
         con = self.con
         con.execute("ATTACH ':memory:' AS pub_base").fetchall()
-        pending = con.execute(
-            "SELECT table_name, max(key_json = '*'), any_value(key_json) FILTER (key_json <> '*') "
-            "FROM publish_journal WHERE journal_id > $d AND journal_id <= $u GROUP BY table_name",
-            {"d": done, "u": upto}).fetchall()
-        types: dict[str, dict[str, str]] = {}
-        for table, column, data_type in con.execute(
-                "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = 'w' "
-                "AND schema_name = 'main'").fetchall():
-            types.setdefault(table, {})[column] = data_type
-        for table, whole, key_json in pending:
+        pending = gold.journal_pending(con, done, upto)      # the publication's own reading of the journal
+        types = gold.table_column_types(con, [table for table, *_ in pending], database="w")
+        for table, whole, _count, key_json in pending:
             con.execute(f"CREATE TABLE pub_base.{table} AS SELECT * FROM main.{table} LIMIT 0").fetchall()
             if whole:
                 con.execute(f"INSERT INTO pub_base.{table} SELECT * FROM main.{table}").fetchall()

@@ -472,16 +472,8 @@ def update_generation(con: duckdb.DuckDBPyConnection, gen: Path, donor: Path,
             con.execute("DETACH pub_base").fetchall()
             copied = _attach_base(con, gen, donor, storage_version, replace=True)
             done = _base_state(con, tables, warehouse_id, known)
-        # per table: whether a load rewrote it whole, its key count, one of its keys (their shape)
-        pending = [] if done is None else con.execute(
-            "SELECT table_name, max(key_json = '*') AS whole, count(*), any_value(key_json) FILTER (key_json <> '*') "
-            "FROM publish_journal WHERE journal_id > $done AND journal_id <= $upto GROUP BY table_name",
-            {"done": done, "upto": upto}).fetchall()
-        column_types: dict[str, dict[str, str]] = {}
-        for table, column, data_type in con.execute(
-                "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = "
-                "current_database() AND schema_name = 'main' AND table_name IN $t", {"t": tables}).fetchall():
-            column_types.setdefault(table, {})[column] = data_type
+        pending = [] if done is None else journal_pending(con, done, upto)
+        column_types = table_column_types(con, tables)
         full = done is None
         with transaction(con):           # writes the generation only: DuckDB writes one database a transaction
             if full:
@@ -518,6 +510,27 @@ def update_generation(con: duckdb.DuckDBPyConnection, gen: Path, donor: Path,
                     "publication_generation = publication_generation + 1", {"token": new_token}).fetchall()
     mode = "full" if full else "copy" if copied else "incremental"
     return {"publish_mode": mode, "publish_keys": sum(row[2] for row in pending)}
+
+
+def journal_pending(con: duckdb.DuckDBPyConnection, done: int, upto: int) -> list[tuple[str, bool, int, str | None]]:
+    """Per table the journal names in (done, upto]: whether a load rewrote it whole, its key
+    count, and one of its keys (their shape)."""
+    return con.execute(
+        "SELECT table_name, max(key_json = '*') AS whole, count(*), any_value(key_json) FILTER (key_json <> '*') "
+        "FROM publish_journal WHERE journal_id > $done AND journal_id <= $upto GROUP BY table_name",
+        {"done": done, "upto": upto}).fetchall()
+
+
+def table_column_types(con: duckdb.DuckDBPyConnection, tables: list[str],
+                       database: str | None = None) -> dict[str, dict[str, str]]:
+    """{table: {column: type}} of ``tables`` in ``database`` (the connection's own by default)."""
+    types: dict[str, dict[str, str]] = {}
+    for table, column, data_type in con.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = "
+            "coalesce($db, current_database()) AND schema_name = 'main' AND table_name IN $t",
+            {"db": database, "t": tables}).fetchall():
+        types.setdefault(table, {})[column] = data_type
+    return types
 
 
 def _attach_base(con: duckdb.DuckDBPyConnection, gen: Path, donor: Path, storage_version: str,
