@@ -49,7 +49,6 @@ import duckdb
 import pyarrow as pa
 
 from nelo_etl import gold, lakehouse
-from nelo_etl.config import load_config
 from nelo_etl.db import connect
 
 from . import case
@@ -146,6 +145,7 @@ class BatchFloors:
             {"l": rec.load_id}).fetchall()
         self.rows: dict[str, int] = {}
         self.tables: dict[str, list[str]] = {}
+        self.stg_rows = 0
         self._gather("warehouse_rows", load_from, load_upto, stg_load=rec.load_id)
         self._gather("generation_rows", rec.spare_mark, rec.published_upto)
         self._gather_lake()
@@ -173,8 +173,8 @@ class BatchFloors:
             con.execute(f"CREATE TABLE {name}.{table} AS SELECT * FROM pub_base.{table}").fetchall()
         con.execute("DETACH pub_base").fetchall()
         self.rows[name] = sum(con.execute(f"SELECT count(*) FROM {name}.{t}").fetchall()[0][0] for t in self.tables[name])
-        self.stg_rows = self.stg_rows if stg_load is None else con.execute(
-            f"SELECT count(*) FROM {name}.stg_events").fetchall()[0][0]
+        if stg_load is not None:
+            self.stg_rows = con.execute(f"SELECT count(*) FROM {name}.stg_events").fetchall()[0][0]
 
     def _gather_lake(self) -> None:
         """Every partition the export wrote, as it wrote it (its own COPY, lakehouse._write_partition),
@@ -199,8 +199,6 @@ class BatchFloors:
                                      for t in self.tables["lake_rows"])
         if self.rows["lake_rows"] != self.rec.lake_rows:
             raise RuntimeError(f"the export's partitions hold {self.rows['lake_rows']} rows, it wrote {self.rec.lake_rows}")
-
-    stg_rows = 0
 
     def _write_file(self, name: str, version: str | None, checkpoint: bool) -> tuple[Callable, Callable, Callable]:
         """The in-memory rows ``name`` into an empty DuckDB file, one transaction, committed (and
