@@ -39,8 +39,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -52,7 +50,7 @@ from nelo_etl import gold, lakehouse
 from nelo_etl.db import connect
 
 from . import case
-from .case import _cpu_seconds as _cpu
+from .floors import measure
 
 TARGET_S = 2.0
 
@@ -273,30 +271,20 @@ class BatchFloors:
         return setup, timed, finish
 
     def measure(self, runs: int) -> dict[str, tuple[float, float]]:
-        """Each floor ``runs`` times, round-robin, at DuckDB's default threads and at one (parallel
-        work costs CPU of its own); per floor the lower median wall time and the lower median CPU."""
-        floors = {"warehouse_rows": self.warehouse_rows(), "generation_rows": self.generation_rows(),
-                  "lake_rows": self.lake_rows()}
+        """Each floor ``runs`` times, round-robin (floors.measure), at DuckDB's default threads and
+        at one (parallel work costs CPU of its own); per floor the lower median wall time and the
+        lower median CPU."""
+        cases = {"warehouse_rows": self.warehouse_rows(), "generation_rows": self.generation_rows(),
+                 "lake_rows": self.lake_rows()}
         default = self.con.execute("SELECT current_setting('threads')").fetchall()[0][0]
-        seen: dict[tuple[str, int], list[tuple[float, float]]] = {}
+        figures = []
         try:
-            for _ in range(runs):
-                for threads in (default, 1):
-                    self.con.execute(f"SET threads = {int(threads)}").fetchall()
-                    for name, (setup, timed, finish) in floors.items():
-                        setup()
-                        t, c = time.perf_counter(), _cpu()
-                        try:
-                            timed()
-                        finally:
-                            wall, cpu = time.perf_counter() - t, _cpu() - c
-                            finish()
-                        seen.setdefault((name, threads), []).append((wall, cpu))
+            for threads in (default, 1):
+                self.con.execute(f"SET threads = {int(threads)}").fetchall()
+                figures.append(measure(cases, runs))
         finally:
             self.con.execute(f"SET threads = {int(default)}").fetchall()
-        return {name: (min(statistics.median(w for w, _ in v) for (n, _t), v in seen.items() if n == name),
-                       min(statistics.median(c for _, c in v) for (n, _t), v in seen.items() if n == name))
-                for name in floors}
+        return {name: (min(f[name][0] for f in figures), min(f[name][1] for f in figures)) for name in cases}
 
     def close(self) -> None:
         self.con.close()

@@ -181,14 +181,26 @@ class Floors:
         self.con.close()
 
 
-def measure(cases: dict[str, Callable[[], None]], runs: int) -> dict[str, tuple[float, float]]:
+#: a case: the statements timed, or (setup, timed, finish) with the first and last untimed
+Case = Callable[[], None] | tuple[Callable[[], None], Callable[[], None], Callable[[], None]]
+
+
+def measure(cases: dict[str, Case], runs: int) -> dict[str, tuple[float, float]]:
     """Median (wall, CPU) seconds of each case, run round-robin."""
     seen: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     for _ in range(runs):
         for name, case in cases.items():
+            setup, timed, finish = case if isinstance(case, tuple) else (None, case, None)
+            if setup:
+                setup()
             t, c = time.perf_counter(), _cpu()
-            case()
-            seen[name].append((time.perf_counter() - t, _cpu() - c))
+            try:
+                timed()
+            finally:
+                wall, cpu = time.perf_counter() - t, _cpu() - c
+                if finish:
+                    finish()
+            seen[name].append((wall, cpu))
     return {name: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for name, v in seen.items()}
 
 
