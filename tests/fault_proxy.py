@@ -15,15 +15,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
-from nelo_etl.localsqs import free_port
-
 
 class FaultProxy:
     def __init__(self, target_url: str) -> None:
         target = urlparse(target_url)
         self.target = (target.hostname, target.port)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.lock = threading.Lock()
         self.mode = "pass"
         self.fail_mode = "vanish"
@@ -46,7 +42,10 @@ class FaultProxy:
 
             do_GET = do_POST
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        # port 0: the kernel picks a free one as it binds (no gap for another process to take it)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

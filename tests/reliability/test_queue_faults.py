@@ -74,3 +74,45 @@ def test_expired_credentials_are_one_line_and_never_printed(project):
     assert out.stderr.startswith("error: queue failure")
     assert secret not in out.stderr + out.stdout
     assert secret not in (project / "logs" / "etl.log").read_text()
+
+
+def test_local_sqs_servers_started_together_each_answer_from_their_own_process():
+    """Two test workers start their SQS servers at the same moment. Each server binds a port the
+    kernel picks and reports it, so neither can be handed a port the other is about to take and
+    then pass its readiness check against the other's server (as picking a free port first and
+    passing it on could)."""
+    import threading
+
+    import psutil
+
+    servers = [MotoServer() for _ in range(3)]
+    starts = [threading.Thread(target=server.start) for server in servers]
+    for thread in starts:
+        thread.start()
+    for thread in starts:
+        thread.join(60)
+    try:
+        ports = [server.port for server in servers]
+        assert None not in ports and len(set(ports)) == 3
+        for server in servers:
+            listening = {c.laddr.port for c in psutil.Process(server.proc.pid).net_connections("tcp")
+                         if c.status == psutil.CONN_LISTEN}
+            assert server.port in listening           # the answer comes from this server's own child
+        servers[0].client().create_queue(QueueName="only-on-the-first")
+        assert [u.rsplit("/", 1)[-1] for u in servers[0].client().list_queues().get("QueueUrls", [])] \
+            == ["only-on-the-first"]
+        assert servers[1].client().list_queues().get("QueueUrls", []) == []
+    finally:
+        for server in servers:
+            server.stop()
+    assert all(server.proc.poll() is not None for server in servers)
+
+
+
+def test_a_local_sqs_server_that_cannot_start_says_so():
+    """A moto_server that exits before it listens (here: a Python that cannot start) is an error
+    naming it, and leaves no process behind."""
+    server = MotoServer({"PYTHONHOME": "/nonexistent"})
+    with pytest.raises(RuntimeError, match="moto_server exited at start"):
+        server.start()
+    assert server.proc.poll() is not None and server.port is None
