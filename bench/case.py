@@ -9,6 +9,7 @@ import os
 import resource
 import shutil
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -32,10 +33,17 @@ def traffic(events: int, files: int, seed: int = 1) -> list[Path]:
         shutil.rmtree(folder, ignore_errors=True)
         days = max(1.0, 14 * events / 1_000_000)
         messages = simulate.Simulator(simulate.SimConfig.chaos(events=events, seed=seed, days=days)).messages()
-        tmp = folder.with_suffix(".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        # a temp folder of its own: two processes (test workers) may make the same traffic at once;
+        # the first rename wins and the other's equal copy is dropped
+        DATA.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=DATA))
         simulate.write_batches(messages, str(tmp), batches=files)
-        tmp.rename(folder)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if not any(folder.glob("*.jsonl")):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     return sorted(folder.glob("*.jsonl"))
 
 

@@ -280,3 +280,31 @@ def test_bench_floors_budget_counts_the_cheapest_lake_and_takes_the_reads_off():
     assert b["no_lake_net_cpu_s"] == 27.0 - 1.0 - 2 * 2.0
     assert b["target_s"] == 15.0 and b["target_cpu_s"] == 30.0
     assert budget(cpu, read_json_wall_s=2.5, cores=4)["target_cpu_s"] == 60.0
+
+
+def test_the_same_bench_traffic_made_twice_at_once_is_kept_once_and_both_get_it(tmp_path, monkeypatch):
+    """bench/data caches simulated traffic; with two test workers two of them may make the same
+    traffic at once (two threads stand in for them here). Each writes a temp folder of its own, the first rename wins, and both get
+    the same files, with no temp folder left."""
+    import threading
+
+    from bench import case
+
+    monkeypatch.setattr(case, "DATA", tmp_path / "data")
+    got: list = [None, None]
+    errors: list = []
+
+    def make(i: int) -> None:
+        try:
+            got[i] = case.traffic(3000, 3, seed=5)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=make, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert got[0] == got[1] and len(got[0]) == 3 and all(path.stat().st_size > 0 for path in got[0])
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["e3000_f3_s5"]
