@@ -9,8 +9,8 @@ import os
 import resource
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Iterator

@@ -284,8 +284,8 @@ def test_bench_floors_budget_counts_the_cheapest_lake_and_takes_the_reads_off():
 
 def test_the_same_bench_traffic_made_twice_at_once_is_kept_once_and_both_get_it(tmp_path, monkeypatch):
     """bench/data caches simulated traffic; with two test workers two of them may make the same
-    traffic at once (two threads stand in for them here). Each writes a temp folder of its own, the first rename wins, and both get
-    the same files, with no temp folder left."""
+    traffic at once (two threads stand in for them here). Each writes a temp folder of its own,
+    the first rename wins, and both get the same files, with no temp folder left."""
     import threading
 
     from bench import case

@@ -108,7 +108,6 @@ def test_local_sqs_servers_started_together_each_answer_from_their_own_process()
     assert all(server.proc.poll() is not None for server in servers)
 
 
-
 def test_a_local_sqs_server_that_cannot_start_says_so():
     """A moto_server that exits before it listens (here: a Python that cannot start) is an error
     naming it, and leaves no process behind."""
