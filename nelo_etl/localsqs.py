@@ -48,7 +48,7 @@ class MotoServer:
                          name="moto-stderr").start()
         deadline = time.monotonic() + 30
         try:
-            port = told.get(timeout=30)
+            port = told.get(timeout=deadline - time.monotonic())   # one 30 s bound for the whole start
         except queue.Empty:
             self.stop()
             raise RuntimeError("moto_server did not start in 30 s") from None
