@@ -50,6 +50,7 @@ from nelo_etl import gold, lakehouse
 from nelo_etl.db import connect
 
 from . import case
+from .cores import usable_cores
 from .floors import measure
 
 TARGET_S = 2.0
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = floors.measure(args.runs)
         finally:
             floors.close()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         v = verdict(figures, cores)
         st = rec.stages
         print(f"history {args.history:,} events, batch file {case.BATCH_FILE}, {cores} cores; the timed run: "

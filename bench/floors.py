@@ -52,6 +52,7 @@ from nelo_etl.config import load_config
 from nelo_etl.staging import process_files
 
 from .case import READ_JSON_FLOOR, _cpu_seconds as _cpu, _warm, traffic
+from .cores import duckdb_default_threads, usable_cores
 from .parsers import workspace
 
 
@@ -248,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         _warm([source])
         figures: dict[int, dict[str, tuple[float, float]]] = {}
-        for threads in sorted({os.cpu_count() or 1, 1}, reverse=True):      # the default, then one
+        default_threads = duckdb_default_threads()
+        for threads in sorted({default_threads, 1}, reverse=True):      # the default, then one
             floors = Floors(Path(cfg.database_path), source, scratch, cfg.analytics_storage_version, threads)
             try:
                 cases: dict[str, Callable[[], None]] = {
@@ -265,11 +267,11 @@ def main(argv: list[str] | None = None) -> int:
                 figures[threads] = measure(cases, args.runs)
             finally:
                 floors.close()
-        cores = os.cpu_count() or 1
-        default = figures[cores]
+        cores = usable_cores()
+        default = figures[default_threads]
         low = {name: min(f[name][1] for f in figures.values()) for name in default}
         print(f"{args.events:,} events: stg_events {stg_rows:,} rows, Silver {silver_rows:,} rows; "
-              f"{args.runs} run(s), medians, {cores} cores; CPU with {cores} threads and with 1")
+              f"{args.runs} run(s), medians, {cores} cores; CPU with {default_threads} threads and with 1")
         for name, (wall, cpu) in default.items():
             print(f"{name:30s} wall {wall:7.2f} s   CPU {cpu:7.2f} s   1 thread CPU {figures[1][name][1]:7.2f} s")
         b = budget(low, default["read_json"][0], cores)

@@ -1,6 +1,7 @@
 """The benchmark suite keeps working: a tiny smoke size of it (the real figures come from `make bench`)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -308,3 +309,27 @@ def test_the_same_bench_traffic_made_twice_at_once_is_kept_once_and_both_get_it(
     assert errors == []
     assert got[0] == got[1] and len(got[0]) == 3 and all(path.stat().st_size > 0 for path in got[0])
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["e3000_f3_s5"]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs a CPU affinity of at least two CPUs to narrow")
+def test_bench_budgets_divide_by_the_cores_the_process_may_use_not_the_machines():
+    """Pinned to one CPU (taskset, a cpuset), a run's wall second holds one CPU second: the
+    bench's budgets and its machine line say 1 core, though os.cpu_count() counts them all."""
+    cpu = min(os.sched_getaffinity(0))
+    code = ("import os; from bench.cores import usable_cores, duckdb_default_threads; "
+            "from bench.__main__ import _budget, machine; "
+            "row = {'split': {'load_s': 1.0, 'load_cpu_s': 1.5, 'after_s': 1.0, 'after_cpu_s': 1.5}}; "
+            "print(usable_cores(), duckdb_default_threads(), os.cpu_count()); print(machine()); "
+            "print(_budget('case', row, 2.0)[0]); print(_budget('case', row, 2.0)[1])")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    assert run.returncode == 0, run.stderr
+    counts, machine_line, budget_name, budget_text = run.stdout.splitlines()
+    usable, threads, machine_cores = map(int, counts.split())
+    assert usable == 1 and threads >= 1
+    assert machine_line.startswith(f"1 cores of the machine's {machine_cores} (")
+    assert budget_name.endswith("in CPU seconds on 1 cores")
+    # 3.0 CPU s on one core take at least 3.0 s; a 2 s target holds 2.0 CPU s there
+    assert "which 1 cores run in no less than 3.00 s" in budget_text
+    assert "the target's 2.00 s holds at most 2.00 CPU s" in budget_text
