@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .cores import usable_cores
+from nelo_etl.cpus import usable_cpus
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -60,7 +60,7 @@ def machine() -> str:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    cores, machine_cores = usable_cores(), os.cpu_count()
+    cores, machine_cores = usable_cpus(), os.cpu_count()
     of = "" if cores == machine_cores else f" of the machine's {machine_cores}"
     return f"{cores} cores{of} ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
@@ -248,7 +248,7 @@ def _budget(name: str, row: dict, target_s: float) -> tuple[str, str, str, None]
     """The median run of a case before and after its commit, in wall and CPU seconds. On n cores a
     wall time of w seconds holds at most n*w CPU seconds: the CPU a run needs bounds how fast it
     can be however well its steps overlap, and a target of w seconds bounds the CPU it may use."""
-    sp, cores = row["split"], usable_cores()
+    sp, cores = row["split"], usable_cpus()
     cpu = sp["load_cpu_s"] + sp["after_cpu_s"]
     return (f"{name}: its median run before and after its commit, in CPU seconds on {cores} cores",
             f"load to the commit {sp['load_s']:.2f} s wall, {sp['load_cpu_s']:.2f} CPU s; after it (Gold views, "
@@ -319,7 +319,7 @@ def write_results(path: Path, rows: list[dict], scale: float, runs: int) -> None
                   "|---|" + "---:|" * len(incremental)]
         lines += [f"| {m[len('silver.'):]} | " + " | ".join(f"{r['stages'].get(m, 0):.3f}" for r in incremental) + " |"
                   for m in models]
-    lines += ["", f"## Against the targets ({usable_cores()} cores, medians of this run)", ""]
+    lines += ["", f"## Against the targets ({usable_cpus()} cores, medians of this run)", ""]
     if scale != 1:
         lines += [f"A scaled run: every size is {scale} of the one a target names (see `args`); compare rates "
                   "and ratios, not seconds.", ""]

@@ -47,10 +47,10 @@ import duckdb
 import pyarrow as pa
 
 from nelo_etl import gold, lakehouse
+from nelo_etl.cpus import usable_cpus
 from nelo_etl.db import connect
 
 from . import case
-from .cores import usable_cores
 from .floors import measure
 
 TARGET_S = 2.0
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = floors.measure(args.runs)
         finally:
             floors.close()
-        cores = usable_cores()
+        cores = usable_cpus()
         v = verdict(figures, cores)
         st = rec.stages
         print(f"history {args.history:,} events, batch file {case.BATCH_FILE}, {cores} cores; the timed run: "

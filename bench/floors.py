@@ -49,11 +49,21 @@ import duckdb
 
 from nelo_etl import lakehouse, silver
 from nelo_etl.config import load_config
+from nelo_etl.cpus import usable_cpus
 from nelo_etl.staging import process_files
 
 from .case import READ_JSON_FLOOR, _cpu_seconds as _cpu, _warm, traffic
-from .cores import duckdb_default_threads, usable_cores
 from .parsers import workspace
+
+
+def duckdb_default_threads() -> int:
+    """The threads a new DuckDB connection runs with when none is set. DuckDB sizes them from the
+    machine (or a cgroup quota), not from the affinity, so this is asked, not assumed."""
+    con = duckdb.connect()
+    try:
+        return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    finally:
+        con.close()
 
 
 class Floors:
@@ -267,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures[threads] = measure(cases, args.runs)
             finally:
                 floors.close()
-        cores = usable_cores()
+        cores = usable_cpus()
         default = figures[default_threads]
         low = {name: min(f[name][1] for f in figures.values()) for name in default}
         print(f"{args.events:,} events: stg_events {stg_rows:,} rows, Silver {silver_rows:,} rows; "

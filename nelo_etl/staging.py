@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from . import gold, lakehouse, silver, sql, warehouse, wire
 from .cli import first_line
 from .config import Config
+from .cpus import usable_cpus
 from .db import DatabaseBusy, connect, ensure_schema, mark_vacuumed, vacuum_due
 from .ingest import crash_point, durable_copy, fsync_dir, try_lock
 
@@ -895,7 +896,7 @@ def parse_with_python(con: Any, cfg: Config, path: Path, dead_letters: list[dict
     lines = wire.iter_batch_lines(str(path))
     if only is not None:
         lines = ((n, line) for n, line in lines if n in only)
-    workers = workers if workers is not None else (os.cpu_count() or 1)
+    workers = workers if workers is not None else usable_cpus()
     if workers > 1 and only is None and path.stat().st_size >= PARALLEL_MIN_BYTES:
         append_parsed(con, _parse_in_parallel(lines, cfg.experiment_pattern, dead_letters, workers))
     else:
@@ -975,7 +976,7 @@ def _native_chunks(cfg: Config, path: Path, dead_letters: list[dict[str, Any]], 
     if native is None:
         raise RuntimeError("the compiled parser nelo_etl._wirefast is not built: run `make install`")
     pattern = cfg.experiment_pattern
-    workers = max(1, min(os.cpu_count() or 1, 8))
+    workers = min(usable_cpus(), 8)
 
     def parse(job: tuple[memoryview, int]) -> tuple[memoryview, int, tuple]:
         data, first = job

@@ -317,10 +317,10 @@ def test_bench_budgets_divide_by_the_cores_the_process_may_use_not_the_machines(
     """Pinned to one CPU (taskset, a cpuset), a run's wall second holds one CPU second: the
     bench's budgets and its machine line say 1 core, though os.cpu_count() counts them all."""
     cpu = min(os.sched_getaffinity(0))
-    code = ("import os; from bench.cores import usable_cores, duckdb_default_threads; "
+    code = ("import os; from nelo_etl.cpus import usable_cpus; from bench.floors import duckdb_default_threads; "
             "from bench.__main__ import _budget, machine; "
             "row = {'split': {'load_s': 1.0, 'load_cpu_s': 1.5, 'after_s': 1.0, 'after_cpu_s': 1.5}}; "
-            "print(usable_cores(), duckdb_default_threads(), os.cpu_count()); print(machine()); "
+            "print(usable_cpus(), duckdb_default_threads(), os.cpu_count()); print(machine()); "
             "print(_budget('case', row, 2.0)[0]); print(_budget('case', row, 2.0)[1])")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
