@@ -60,7 +60,7 @@ def machine() -> str:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    cores, machine_cores = usable_cpus(), os.cpu_count()
+    cores, machine_cores = usable_cpus(), os.cpu_count() or "?"
     of = "" if cores == machine_cores else f" of the machine's {machine_cores}"
     return f"{cores} cores{of} ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path

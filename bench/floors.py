@@ -36,7 +36,6 @@ the absolute floor). Not a test; figures for bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys

@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from nelo_etl import gold, lakehouse, silver, spark_engine, staging  # noqa: E402
 from nelo_etl.config import load_config  # noqa: E402
+from nelo_etl.cpus import usable_cpus  # noqa: E402
 from nelo_etl.db import connect, transaction  # noqa: E402
 from nelo_etl.simulate import SimConfig, Simulator, write_batches  # noqa: E402
 
@@ -117,7 +118,8 @@ def write_section(path: Path, results: list[dict], start_s: float) -> None:
     lines = [BEGIN, "## Spark local mode beside DuckDB (`python -m bench.spark`)", "",
              f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; same machine; one run each; "
              f"Spark session start {start_s:.1f} s (JVM), not included below",
-             f"- load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores: above 2, others were running)", "",
+             f"- load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} ({usable_cpus()} cores: above "
+             f"{usable_cpus()}, others were running)", "",
              "| events | DuckDB Silver rebuild s | Spark Silver rebuild s | DuckDB Gold (18 views) s | Spark Gold (18 Parquet) s "
              "| Spark incremental (last 5%) s | DuckDB batch load + lake export s | DuckDB full lake export s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]

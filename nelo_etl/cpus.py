@@ -1,31 +1,97 @@
-"""How many CPUs this process may use: what sizes the parse's workers, and what the bench's
-budgets divide by.
+"""How many CPUs this process may use: what sizes the parse's workers and DuckDB's threads, and
+what the bench's budgets divide by.
 
 ``os.cpu_count()`` counts the machine's CPUs. A job pinned to fewer (``taskset``, a cpuset) or
-given a CPU quota (a container's ``--cpus``, a systemd ``CPUQuota``) would then start a worker per
-CPU it cannot use: on a 64-CPU host the contract parser would spawn 64 processes for a job
-allowed two. loky's ``cpu_count`` (joblib's) takes the least of the machine's count, the
-affinity, the cgroup CPU quota (v1 and v2) and ``LOKY_MAX_CPU_COUNT``, an operator's cap.
+given a CPU quota (systemd's ``CPUQuota=``, a container's ``--cpus``) would start a worker per CPU
+it cannot use: on a 64-CPU host the contract parser would spawn 64 processes for a job allowed
+two. Read by hand rather than with loky's (joblib's) count, which reads only the cgroup mount's
+root: it sees a container's quota but not a systemd unit's (joblib/loky#634), the way this job is
+deployed (deploy/nelo-etl.service).
 """
 from __future__ import annotations
 
-import logging
+import math
 import os
+from pathlib import Path
+from typing import Callable
 
-log = logging.getLogger(__name__)
+#: where the cgroup hierarchies are mounted, and the file naming this process's cgroups
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may use (at least 1). A ``LOKY_MAX_CPU_COUNT`` that is not a whole
-    number is ignored with a warning: a bad cap must not stop the load."""
-    from loky import cpu_count      # imported here: 50 ms of imports, only where workers are sized
-
+def usable_cpus(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
+    """The CPUs this process may run on (its affinity), lowered to its cgroup CPU quota rounded
+    up when one is set on its cgroup or a parent; at least 1. Never raises: a source it cannot
+    read does not count."""
     try:
-        return max(1, cpu_count())
-    except ValueError:
-        log.warning("LOKY_MAX_CPU_COUNT=%r is not a whole number: ignored", os.environ.get("LOKY_MAX_CPU_COUNT"))
-        saved = os.environ.pop("LOKY_MAX_CPU_COUNT")
-        try:
-            return max(1, cpu_count())
-        finally:
-            os.environ["LOKY_MAX_CPU_COUNT"] = saved
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):       # not Linux
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root, proc_cgroup)
+    if quota is not None:
+        cpus = min(cpus, math.ceil(quota))
+    return max(1, cpus)
+
+
+def cgroup_cpu_quota(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:
+    """The tightest CPU quota (in CPUs: quota / period) on this process's cgroups and their
+    parents, cgroup v2 (``cpu.max``) or v1 (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), or
+    None when none is set or none can be read."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    limits: list[float] = []
+    for line in lines:
+        fields = line.split(":", 2)          # hierarchy-id:controllers:path
+        if len(fields) != 3:
+            continue
+        controllers, path = fields[1], fields[2].strip()
+        if controllers == "":                # v2, mounted at the root or, beside v1, at unified/
+            for mount in (cgroup_root, cgroup_root / "unified"):
+                limits += _along(mount, path, _v2_quota)
+        elif "cpu" in controllers.split(","):
+            for mount in {cgroup_root / controllers, cgroup_root / "cpu"}:
+                limits += _along(mount, path, _v1_quota)
+    return min(limits) if limits else None
+
+
+def _along(mount: Path, path: str, read: Callable[[Path], float | None]) -> list[float]:
+    """The quotas ``read`` finds in ``path``'s folder under ``mount`` and in each parent up to the
+    mount. A cgroup outside the process's cgroup namespace shows as ``/../..``: no folder under
+    the mount is its, so it gives none."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        return []
+    found = []
+    for depth in range(len(parts), -1, -1):
+        quota = read(mount.joinpath(*parts[:depth]))
+        if quota is not None:
+            found.append(quota)
+    return found
+
+
+def _v2_quota(folder: Path) -> float | None:
+    """``cpu.max``: "<quota> <period>" in microseconds, or "max <period>" for none."""
+    try:
+        quota, period = (folder / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else _ratio(quota, period)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _v1_quota(folder: Path) -> float | None:
+    """``cpu.cfs_quota_us`` (-1 for none) over ``cpu.cfs_period_us``."""
+    try:
+        quota = (folder / "cpu.cfs_quota_us").read_text().strip()
+        period = (folder / "cpu.cfs_period_us").read_text().strip()
+        return _ratio(quota, period)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _ratio(quota: str, period: str) -> float | None:
+    """quota / period when both are positive whole numbers, else None (-1 means no quota)."""
+    q, p = int(quota), int(period)
+    return q / p if q > 0 and p > 0 else None

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 import duckdb
 
+from .cpus import usable_cpus
 from .sql import SQL_DIR, run_script
 
 log = logging.getLogger("nelo_etl.db")
@@ -52,6 +53,11 @@ def connect(path: Path, timeout_s: float, read_only: bool = False,
         # now() and casts of TIMESTAMPTZ follow the session time zone, which DuckDB takes from TZ:
         # every timestamp the pipeline writes is UTC, whatever TZ the job runs under
         con.execute("SET TimeZone = 'UTC'").fetchall()
+        # DuckDB starts a thread per CPU of the machine (or of a container's quota), not per CPU
+        # the job may use: fewer when it is pinned (taskset) or under a systemd CPUQuota
+        allowed = usable_cpus()
+        if allowed < con.execute("SELECT current_setting('threads')").fetchall()[0][0]:
+            con.execute("SET threads = $n", {"n": allowed}).fetchall()
         return con
 
 

@@ -1,7 +1,7 @@
-"""The parse's workers are sized by the CPUs the job may use, not by the machine's count."""
+"""The parse's workers and DuckDB's threads are sized by the CPUs the job may use (its affinity and
+its cgroup CPU quota), not by the machine's count."""
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -10,17 +10,18 @@ import pytest
 
 from nelo_etl import staging
 from nelo_etl.config import load_config
-from nelo_etl.cpus import usable_cpus
+from nelo_etl.cpus import cgroup_cpu_quota, usable_cpus
+from nelo_etl.db import connect
 from nelo_etl.simulate import SimConfig, Simulator, write_batches
 
-needs_two = pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or usable_cpus() < 2,
-                               reason="needs at least two usable CPUs to narrow")
+needs_two = pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                               reason="needs a CPU affinity of at least two CPUs to narrow")
 
 
 @pytest.fixture
 def one_cpu():
-    """This test process pinned to one of its CPUs (as `taskset -c N` pins a cron job), then given
-    its affinity back."""
+    """The test's thread pinned to one of its CPUs (as `taskset -c N` pins a cron job; threads
+    started meanwhile inherit it), then given its affinity back."""
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(allowed)})
     try:
@@ -29,24 +30,79 @@ def one_cpu():
         os.sched_setaffinity(0, allowed)
 
 
+def _cgroups(tmp_path: Path, proc: str, files: dict[str, str | bytes]) -> tuple[Path, Path]:
+    """A cgroup mount under tmp_path with ``files`` (path -> content), and a /proc/self/cgroup."""
+    root = tmp_path / "cgroup"
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    (tmp_path / "proc_cgroup").write_text(proc)
+    return root, tmp_path / "proc_cgroup"
+
+
 @needs_two
 def test_usable_cpus_follow_the_affinity_not_the_machines_count(one_cpu):
     assert usable_cpus() == 1
     assert (os.cpu_count() or 1) >= 2            # what the parse used to size its workers by
 
 
+def test_a_systemd_units_cpu_quota_on_its_own_cgroup_or_a_parent_counts_cgroup_v2(tmp_path):
+    """systemd's CPUQuota=150% writes "150000 100000" to the unit's own cpu.max, below the root:
+    a reader of the mount's root alone (loky's) misses it. A parent's quota binds as well."""
+    proc = "0::/system.slice/nelo-etl.service\n"
+    root, pc = _cgroups(tmp_path, proc, {"system.slice/nelo-etl.service/cpu.max": "150000 100000\n",
+                                         "system.slice/cpu.max": "max 100000\n"})
+    assert cgroup_cpu_quota(root, pc) == 1.5
+    assert usable_cpus(root, pc) == min(2, len(os.sched_getaffinity(0)))          # rounded up
+    (root / "system.slice/cpu.max").write_text("50000 100000\n")                    # the parent's is tighter
+    assert cgroup_cpu_quota(root, pc) == 0.5 and usable_cpus(root, pc) == 1
+    (root / "system.slice/nelo-etl.service/cpu.max").write_text("max 100000\n")
+    (root / "system.slice/cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(root, pc) is None                                       # no quota anywhere
+
+
+def test_a_cgroup_v1_cpu_quota_counts_and_minus_one_means_none(tmp_path):
+    proc = "5:memory:/x\n4:cpu,cpuacct:/system.slice/nelo-etl.service\n0::/system.slice/nelo-etl.service\n"
+    unit = "cpu,cpuacct/system.slice/nelo-etl.service"
+    root, pc = _cgroups(tmp_path, proc, {f"{unit}/cpu.cfs_quota_us": "100000\n",
+                                         f"{unit}/cpu.cfs_period_us": "100000\n"})
+    assert cgroup_cpu_quota(root, pc) == 1.0 and usable_cpus(root, pc) == 1
+    (root / unit / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_quota(root, pc) is None
+
+
+@pytest.mark.parametrize("proc, files", [
+    ("", {}),                                                              # no cgroups at all
+    ("0::/a\n", {"a/cpu.max": "lots 100000\n"}),                           # garbage in the file
+    ("0::/a\n", {"a/cpu.max": "0 100000\n"}),                              # a zero quota
+    ("0::/a\n", {"a/cpu.max": ""}),                                          # empty (seen in containers: loky#478)
+    ("0::/a\n", {"a/cpu.max": b"\xff\xfe 100000\n"}),                      # not text
+    ("not a cgroup line\n0::/../../a\n", {"a/cpu.max": "50000 100000\n"}),  # outside the namespace: a/ is not its
+])
+def test_cgroup_files_that_say_nothing_usable_leave_the_affinity(tmp_path, proc, files):
+    root, pc = _cgroups(tmp_path, proc, files)
+    assert cgroup_cpu_quota(root, pc) is None
+    assert usable_cpus(root, pc) == len(os.sched_getaffinity(0))
+    assert usable_cpus(tmp_path / "none", tmp_path / "no_proc_file") == len(os.sched_getaffinity(0))
+
+
+def test_the_machines_own_cgroups_are_read_without_error():
+    """Whatever this machine's /proc/self/cgroup says, the count is between 1 and the affinity."""
+    assert 1 <= usable_cpus() <= len(os.sched_getaffinity(0))
+
+
 @needs_two
-def test_an_operators_cap_lowers_them_and_a_bad_cap_is_ignored_with_a_warning(monkeypatch, caplog):
-    monkeypatch.delenv("LOKY_MAX_CPU_COUNT", raising=False)
-    uncapped = usable_cpus()
-    assert uncapped >= 2
-    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "1")
-    assert usable_cpus() == 1
-    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "two")
-    with caplog.at_level(logging.WARNING, logger="nelo_etl.cpus"):
-        assert usable_cpus() == uncapped
-    assert "LOKY_MAX_CPU_COUNT='two' is not a whole number: ignored" in caplog.text
-    assert os.environ["LOKY_MAX_CPU_COUNT"] == "two"      # left as the operator set it
+def test_the_warehouse_connection_runs_one_duckdb_thread_for_a_job_allowed_one_cpu(tmp_path, one_cpu):
+    con = connect(tmp_path / "w.duckdb", 5.0)
+    try:
+        assert con.execute("SELECT current_setting('threads')").fetchall()[0][0] == 1
+    finally:
+        con.close()
+    plain = duckdb.connect()                     # DuckDB's own default ignores the affinity
+    try:
+        assert plain.execute("SELECT current_setting('threads')").fetchall()[0][0] >= 1
+    finally:
+        plain.close()
 
 
 @needs_two
