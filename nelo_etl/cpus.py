@@ -48,9 +48,9 @@ def cgroup_cpu_quota(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_C
         if len(fields) != 3:
             continue
         controllers, path = fields[1], fields[2].strip()
-        if controllers == "":                # v2, mounted at the root or, beside v1, at unified/
-            for mount in (cgroup_root, cgroup_root / "unified"):
-                limits += _along(mount, path, _v2_quota)
+        if controllers == "":                # v2: the mount itself, or unified/ beside v1 (hybrid)
+            v2 = cgroup_root if (cgroup_root / "cgroup.controllers").exists() else cgroup_root / "unified"
+            limits += _along(v2, path, _v2_quota)
         elif "cpu" in controllers.split(","):
             for mount in {cgroup_root / controllers, cgroup_root / "cpu"}:
                 limits += _along(mount, path, _v1_quota)
@@ -77,7 +77,7 @@ def _v2_quota(folder: Path) -> float | None:
     try:
         quota, period = (folder / "cpu.max").read_text().split()[:2]
         return None if quota == "max" else _ratio(quota, period)
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, ArithmeticError):
         return None
 
 
@@ -87,11 +87,12 @@ def _v1_quota(folder: Path) -> float | None:
         quota = (folder / "cpu.cfs_quota_us").read_text().strip()
         period = (folder / "cpu.cfs_period_us").read_text().strip()
         return _ratio(quota, period)
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, ArithmeticError):
         return None
 
 
 def _ratio(quota: str, period: str) -> float | None:
-    """quota / period when both are positive whole numbers, else None (-1 means no quota)."""
+    """quota / period when both are positive whole numbers, else None (-1 means no quota).
+    Numbers too large for a float raise OverflowError, which the callers count as unreadable."""
     q, p = int(quota), int(period)
     return q / p if q > 0 and p > 0 else None

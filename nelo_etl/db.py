@@ -53,8 +53,8 @@ def connect(path: Path, timeout_s: float, read_only: bool = False,
         # now() and casts of TIMESTAMPTZ follow the session time zone, which DuckDB takes from TZ:
         # every timestamp the pipeline writes is UTC, whatever TZ the job runs under
         con.execute("SET TimeZone = 'UTC'").fetchall()
-        # DuckDB starts a thread per CPU of the machine (or of a container's quota), not per CPU
-        # the job may use: fewer when it is pinned (taskset) or under a systemd CPUQuota
+        # DuckDB sizes its threads by the machine's CPUs and its own cgroup's quota: it ignores the
+        # affinity (taskset, a cpuset) and a quota on a parent cgroup (a systemd slice)
         allowed = usable_cpus()
         if allowed < con.execute("SELECT current_setting('threads')").fetchall()[0][0]:
             con.execute("SET threads = $n", {"n": allowed}).fetchall()

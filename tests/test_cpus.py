@@ -50,7 +50,8 @@ def test_a_systemd_units_cpu_quota_on_its_own_cgroup_or_a_parent_counts_cgroup_v
     """systemd's CPUQuota=150% writes "150000 100000" to the unit's own cpu.max, below the root:
     a reader of the mount's root alone (loky's) misses it. A parent's quota binds as well."""
     proc = "0::/system.slice/nelo-etl.service\n"
-    root, pc = _cgroups(tmp_path, proc, {"system.slice/nelo-etl.service/cpu.max": "150000 100000\n",
+    root, pc = _cgroups(tmp_path, proc, {"cgroup.controllers": "cpu memory pids\n",
+                                         "system.slice/nelo-etl.service/cpu.max": "150000 100000\n",
                                          "system.slice/cpu.max": "max 100000\n"})
     assert cgroup_cpu_quota(root, pc) == 1.5
     assert usable_cpus(root, pc) == min(2, len(os.sched_getaffinity(0)))          # rounded up
@@ -59,6 +60,17 @@ def test_a_systemd_units_cpu_quota_on_its_own_cgroup_or_a_parent_counts_cgroup_v
     (root / "system.slice/nelo-etl.service/cpu.max").write_text("max 100000\n")
     (root / "system.slice/cpu.max").write_text("max 100000\n")
     assert cgroup_cpu_quota(root, pc) is None                                       # no quota anywhere
+
+
+def test_a_hybrid_hosts_v2_hierarchy_is_read_under_unified_and_a_pure_v2_mount_is_not(tmp_path):
+    """Beside v1 (hybrid), v2 is mounted at unified/; on a pure v2 mount, unified/ is only a cgroup
+    of that name, not the job's."""
+    root, pc = _cgroups(tmp_path, "0::/system.slice/x.service\n",
+                        {"unified/cgroup.controllers": "cpu\n",
+                         "unified/system.slice/x.service/cpu.max": "100000 100000\n"})
+    assert cgroup_cpu_quota(root, pc) == 1.0
+    (root / "cgroup.controllers").write_text("cpu\n")          # now a pure v2 mount
+    assert cgroup_cpu_quota(root, pc) is None
 
 
 def test_a_cgroup_v1_cpu_quota_counts_and_minus_one_means_none(tmp_path):
@@ -71,16 +83,31 @@ def test_a_cgroup_v1_cpu_quota_counts_and_minus_one_means_none(tmp_path):
     assert cgroup_cpu_quota(root, pc) is None
 
 
+def test_a_cgroup_v1_quota_on_a_parent_under_a_mount_named_cpu_counts(tmp_path):
+    """Some hosts mount the controllers at cpu/ (cpu,cpuacct a link to it); a slice's quota binds
+    the units below it."""
+    proc = "4:cpu,cpuacct:/system.slice/nelo-etl.service\n"
+    root, pc = _cgroups(tmp_path, proc, {"cpu/system.slice/cpu.cfs_quota_us": "250000\n",
+                                         "cpu/system.slice/cpu.cfs_period_us": "100000\n",
+                                         "cpu/system.slice/nelo-etl.service/cpu.cfs_quota_us": "-1\n",
+                                         "cpu/system.slice/nelo-etl.service/cpu.cfs_period_us": "100000\n"})
+    assert cgroup_cpu_quota(root, pc) == 2.5
+
+
 @pytest.mark.parametrize("proc, files", [
     ("", {}),                                                              # no cgroups at all
     ("0::/a\n", {"a/cpu.max": "lots 100000\n"}),                           # garbage in the file
     ("0::/a\n", {"a/cpu.max": "0 100000\n"}),                              # a zero quota
-    ("0::/a\n", {"a/cpu.max": ""}),                                          # empty (seen in containers: loky#478)
+    ("0::/a\n", {"a/cpu.max": ""}),                                         # empty (seen in containers: loky#478)
     ("0::/a\n", {"a/cpu.max": b"\xff\xfe 100000\n"}),                      # not text
-    ("not a cgroup line\n0::/../../a\n", {"a/cpu.max": "50000 100000\n"}),  # outside the namespace: a/ is not its
+    ("0::/a\n", {"a/cpu.max": "9" * 400 + " 1\n"}),                        # too large for a float
+    ("0::/a\n", {"a/cpu.max/x": "50000 100000\n"}),                        # a folder named cpu.max
+    ("1:name=systemd:/a\n", {"a/cpu.max": "50000 100000\n"}),              # a named hierarchy, no cpu
+    ("not a cgroup line\n0::/../../a\n", {"cpu.max": "50000 100000\n",    # outside the namespace:
+                                          "a/cpu.max": "50000 100000\n"}),  # neither root nor a/ is its
 ])
 def test_cgroup_files_that_say_nothing_usable_leave_the_affinity(tmp_path, proc, files):
-    root, pc = _cgroups(tmp_path, proc, files)
+    root, pc = _cgroups(tmp_path, proc, {"cgroup.controllers": "cpu memory\n", **files})      # a v2 mount
     assert cgroup_cpu_quota(root, pc) is None
     assert usable_cpus(root, pc) == len(os.sched_getaffinity(0))
     assert usable_cpus(tmp_path / "none", tmp_path / "no_proc_file") == len(os.sched_getaffinity(0))
@@ -100,7 +127,7 @@ def test_the_warehouse_connection_runs_one_duckdb_thread_for_a_job_allowed_one_c
         con.close()
     plain = duckdb.connect()                     # DuckDB's own default ignores the affinity
     try:
-        assert plain.execute("SELECT current_setting('threads')").fetchall()[0][0] >= 1
+        assert plain.execute("SELECT current_setting('threads')").fetchall()[0][0] > 1
     finally:
         plain.close()
 
