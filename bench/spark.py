@@ -115,11 +115,12 @@ def main() -> int:
 
 
 def write_section(path: Path, results: list[dict], start_s: float) -> None:
+    cores = usable_cpus()
     lines = [BEGIN, "## Spark local mode beside DuckDB (`python -m bench.spark`)", "",
              f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; same machine; one run each; "
              f"Spark session start {start_s:.1f} s (JVM), not included below",
-             f"- load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} ({usable_cpus()} cores: above "
-             f"{usable_cpus()}, others were running)", "",
+             f"- load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} ({cores} cores: above {cores}, "
+             "others were running)", "",
              "| events | DuckDB Silver rebuild s | Spark Silver rebuild s | DuckDB Gold (18 views) s | Spark Gold (18 Parquet) s "
              "| Spark incremental (last 5%) s | DuckDB batch load + lake export s | DuckDB full lake export s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
